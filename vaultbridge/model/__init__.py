@@ -1,0 +1,1 @@
+"""Plain data shared by every layer: specs, versions, rotation records, phases. No I/O."""

@@ -1,0 +1,133 @@
+"""Shared helpers for the test environment: ports, readiness polling, process control."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class TestenvError(RuntimeError):
+    """A server could not be started or stopped; the message says which and why."""
+
+    __test__ = False  # not a pytest test class
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_free(port: int, what: str) -> None:
+    """Fail with a clear message when ``port`` on 127.0.0.1 is already taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise TestenvError(f"{what}: port 127.0.0.1:{port} is busy ({exc.strerror})") from exc
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``ready`` (a real request to the server) until it is true.
+
+    Fails early when ``process`` exits, and on timeout; the error names the server and quotes
+    the tail of its log.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        if process is not None and process.poll() is not None:
+            raise TestenvError(
+                f"{what} exited with code {process.returncode} before it was ready{log_tail(log)}"
+            )
+        try:
+            if ready():
+                return
+        except Exception:  # noqa: S110 - any failure of the probe means "not yet"
+            pass
+        if time.monotonic() > deadline:
+            raise TestenvError(f"{what} not ready after {timeout:.0f} s{log_tail(log)}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+
+
+def log_tail(log: Path | None, lines: int = 8) -> str:
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"; last lines of {log}:\n  " + "\n  ".join(tail) if tail else ""
+
+
+def spawn(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group, stdout and stderr to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def stop_pid(pid: int, *, timeout: float = 10.0) -> None:
+    """SIGTERM the process group of ``pid``, then SIGKILL if it lingers. Missing is fine."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not pid_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still answers kill(0); reap it if it is ours
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Server:
+    """A started server process: what it is, its pid and its log."""
+
+    name: str
+    pid: int
+    log: Path
