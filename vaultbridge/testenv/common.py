@@ -73,8 +73,9 @@ def log_tail(log: Path | None, lines: int = 8) -> str:
     return f"; last lines of {log}:\n  " + "\n  ".join(tail) if tail else ""
 
 
-def spawn(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start a server in its own process group, stdout and stderr to ``log``."""
     with log.open("ab") as out:
         return subprocess.Popen(

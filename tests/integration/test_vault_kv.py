@@ -1,0 +1,192 @@
+"""KV v2 source against a real OpenBao: versions, metadata, check-and-set, labels, randomness."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import hvac
+import pytest
+
+from vaultbridge.model.sensitive import Sensitive
+from vaultbridge.testenv.bao import OpenBaoServer, start_openbao
+from vaultbridge.vault import (
+    KvV2Source,
+    StagingLabels,
+    TokenAuthenticator,
+    VaultClient,
+    VaultConflict,
+    VaultNotFound,
+)
+from vaultbridge.vault.kv import PASSWORD_ALPHABET
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBaoServer]:
+    server = start_openbao(tmp_path_factory.mktemp("bao"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kv(bao: OpenBaoServer) -> Iterator[KvV2Source]:
+    with VaultClient(bao.addr, TokenAuthenticator(bao.token)) as client:
+        yield KvV2Source(client)
+
+
+@pytest.fixture
+def root(bao: OpenBaoServer) -> hvac.Client:
+    return hvac.Client(url=bao.addr, token=bao.token)
+
+
+def unique(prefix: str = "ceph") -> str:
+    return f"{prefix}/{uuid.uuid4().hex[:10]}"
+
+
+def s(value: str) -> Sensitive:
+    return Sensitive(value)
+
+
+def test_round_trip_with_cas(kv: KvV2Source) -> None:
+    path = unique()
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    v1 = kv.write("secret", path, {"value": s("one"), "user": s("admin")}, cas=0)
+    v2 = kv.write("secret", path, {"value": s("two"), "user": s("admin")}, cas=v1)
+    assert (v1, v2) == (1, 2)
+
+    latest = kv.read("secret", path)
+    assert latest.version == 2
+    assert latest.data["value"].reveal() == "two"
+    assert not latest.deleted
+    assert before < latest.created_time <= datetime.now(UTC) + timedelta(seconds=5)
+
+    first = kv.read("secret", path, version=1)
+    assert first.version == 1 and first.data["value"].reveal() == "one"
+    assert kv.read_field("secret", path, "value", version=1).reveal() == "one"
+    assert kv.read_field("secret", path, "user").reveal() == "admin"
+
+    meta = kv.metadata("secret", path)
+    assert meta.current_version == 2
+    assert sorted(meta.versions) == [1, 2]
+    assert meta.versions[2].created_time == latest.created_time
+    assert not meta.versions[1].deleted
+    assert "one" not in repr(first) and "two" not in repr(latest)
+
+
+def test_cas_conflict_does_not_clobber(kv: KvV2Source) -> None:
+    path = unique()
+    kv.write("secret", path, {"value": s("a")}, cas=0)
+    kv.write("secret", path, {"value": s("b")}, cas=1)
+    with pytest.raises(VaultConflict, match="check-and-set"):
+        kv.write("secret", path, {"value": s("stale")}, cas=1)  # the other writer won
+    with pytest.raises(VaultConflict):
+        kv.write("secret", path, {"value": s("new")}, cas=0)  # "must not exist yet"
+    assert kv.read_field("secret", path, "value").reveal() == "b"
+
+
+def test_non_string_values_are_wrapped_as_json(kv: KvV2Source, root: hvac.Client) -> None:
+    path = unique()
+    root.secrets.kv.v2.create_or_update_secret(path, {"n": 5, "l": [1, "x"]}, mount_point="secret")
+    got = kv.read("secret", path)
+    assert got.data["n"].reveal() == "5"
+    assert got.data["l"].reveal() == '[1,"x"]'
+
+
+def test_missing_path_field_version(kv: KvV2Source) -> None:
+    path = unique()
+    with pytest.raises(VaultNotFound) as missing:
+        kv.read("secret", path)
+    assert path in str(missing.value) and "'secret'" in str(missing.value)
+    with pytest.raises(VaultNotFound, match="no metadata"):
+        kv.metadata("secret", path)
+
+    kv.write("secret", path, {"user": s("u"), "value": s("hunter2")}, cas=0)
+    with pytest.raises(VaultNotFound) as field:
+        kv.read_field("secret", path, "password")
+    text = str(field.value)
+    assert "'password'" in text and "'user'" in text and "'value'" in text
+    assert path in text and "version 1" in text
+    assert "hunter2" not in text
+
+    with pytest.raises(VaultNotFound) as version:
+        kv.read("secret", path, version=7)
+    assert "version 7" in str(version.value) and path in str(version.value)
+
+    with pytest.raises(VaultNotFound, match="'nomount'"):
+        kv.read("nomount", path)
+
+
+def test_deleted_and_destroyed_versions(kv: KvV2Source, root: hvac.Client) -> None:
+    path = unique()
+    kv.write("secret", path, {"value": s("a")}, cas=0)
+    kv.write("secret", path, {"value": s("b")}, cas=1)
+    kv.write("secret", path, {"value": s("c")}, cas=2)
+    root.secrets.kv.v2.delete_secret_versions(path, versions=[1], mount_point="secret")
+    root.secrets.kv.v2.destroy_secret_versions(path, versions=[2], mount_point="secret")
+
+    one = kv.read("secret", path, version=1)
+    assert one.deleted and not one.destroyed and one.data == {}
+    two = kv.read("secret", path, version=2)
+    assert two.deleted and two.destroyed and two.data == {}
+    with pytest.raises(VaultNotFound, match=r"version 1 .* is deleted"):
+        kv.read_field("secret", path, "value", version=1)
+    with pytest.raises(VaultNotFound, match="destroyed"):
+        kv.read_field("secret", path, "value", version=2)
+
+    meta = kv.metadata("secret", path)
+    assert meta.versions[1].deleted and meta.versions[2].destroyed
+    assert not meta.versions[3].deleted
+
+
+def test_labels_set_move_clear_preserve_foreign_metadata(kv: KvV2Source, root: hvac.Client) -> None:
+    path = unique()
+    kv.write("secret", path, {"value": s("a")}, cas=0)
+    kv.write("secret", path, {"value": s("b")}, cas=1)
+    root.secrets.kv.v2.update_metadata(
+        path,
+        max_versions=7,
+        delete_version_after="240h",
+        custom_metadata={"owner": "team-storage", "ticket": "OPS-1"},
+        mount_point="secret",
+    )
+    assert kv.labels("secret", path) == StagingLabels()
+
+    kv.set_labels("secret", path, current=1, previous=None, pending=2)
+    assert kv.labels("secret", path) == StagingLabels(current=1, previous=None, pending=2)
+
+    kv.set_labels("secret", path, current=2, previous=1, pending=None)  # promote
+    meta = kv.metadata("secret", path)
+    assert meta.labels == StagingLabels(current=2, previous=1, pending=None)
+    assert meta.custom_metadata == {
+        "owner": "team-storage",
+        "ticket": "OPS-1",
+        "vaultbridge-current": "2",
+        "vaultbridge-previous": "1",
+    }
+
+    kv.set_labels("secret", path, current=None, previous=None, pending=None)
+    raw = root.secrets.kv.v2.read_secret_metadata(path, mount_point="secret")["data"]
+    assert raw["custom_metadata"] == {"owner": "team-storage", "ticket": "OPS-1"}
+    assert raw["max_versions"] == 7 and raw["delete_version_after"] == "240h0m0s"
+
+    with pytest.raises(VaultNotFound):
+        kv.set_labels("secret", unique(), current=1, previous=None, pending=None)
+
+
+def test_random_bytes_and_password(kv: KvV2Source) -> None:
+    for n in (1, 16, 32, 1000):
+        assert len(kv.random_bytes(n)) == n
+    assert kv.random_bytes(32) != kv.random_bytes(32)
+    password = kv.generate_password()
+    assert isinstance(password, Sensitive)
+    assert len(password.reveal()) == 32
+    assert set(password.reveal()) <= set(PASSWORD_ALPHABET)
+    assert len(kv.generate_password(64).reveal()) == 64
+    assert password.reveal() not in repr(password)
+    with pytest.raises(ValueError):
+        kv.random_bytes(0)

@@ -1,0 +1,154 @@
+"""The mon configuration database (``ceph config``): exact reads, verified writes, all-or-nothing.
+
+Reads use ``config dump`` and pick the entry whose section is exactly ``who`` (no mask):
+``config get`` appends a newline and falls back to defaults, so it cannot tell "absent" from
+"set to the default". Every write is read back; a write that timed out is read back before it is
+retried (it may have landed).
+"""
+
+from __future__ import annotations
+
+from vaultbridge.ceph.connection import CephConnection
+from vaultbridge.ceph.errors import CephError, CephRejected, CephUnavailable
+from vaultbridge.model.sensitive import Sensitive
+
+__all__ = ["ConfigStore", "Entry", "Snapshot"]
+
+Entry = tuple[str, str]  # (who, option)
+Snapshot = dict[Entry, Sensitive | None]
+
+_REASONS = {
+    "unrecognized config option": "unrecognized option",
+    "unrecognized config target": "unrecognized target (who)",
+    "error parsing value": "the value does not parse for this option",
+}
+
+
+def _reason(exc: CephError) -> str:
+    text = exc.message
+    for needle, reason in _REASONS.items():
+        if needle in text:
+            return reason
+    return text
+
+
+class ConfigStore:
+    """``config set/rm/dump`` for credential options such as ``rgw_keystone_admin_password``."""
+
+    def __init__(self, conn: CephConnection, *, write_attempts: int = 2) -> None:
+        self.conn = conn
+        self.write_attempts = max(1, write_attempts)
+
+    # ------------------------------------------------------------------ reads
+    def dump(self) -> dict[Entry, Sensitive]:
+        """Every unmasked option in the mon config database, keyed by (section, name)."""
+        rows = self.conn.mon_json({"prefix": "config dump"})
+        if not isinstance(rows, list):
+            raise CephRejected(f"config dump: unexpected answer ({self.conn.where})")
+        found: dict[Entry, Sensitive] = {}
+        for row in rows:
+            if isinstance(row, dict) and not row.get("mask"):
+                found[(str(row.get("section")), str(row.get("name")))] = Sensitive(
+                    str(row.get("value", ""))
+                )
+        return found
+
+    def get(self, who: str, option: str) -> Sensitive | None:
+        """The exact stored value of ``option`` for section ``who``; ``None`` when absent."""
+        return self.dump().get((who, option))
+
+    def snapshot(self, entries: list[Entry]) -> Snapshot:
+        """Current values (``None`` = absent) of ``entries``, from one ``config dump``."""
+        current = self.dump()
+        return {(who, option): current.get((who, option)) for who, option in entries}
+
+    # ------------------------------------------------------------------ writes
+    def set(self, who: str, option: str, value: Sensitive) -> None:
+        """Store ``value`` and read it back exactly; skip when it is already there."""
+        self._set(who, option, value, self.get(who, option))
+
+    def _set(self, who: str, option: str, value: Sensitive, current: Sensitive | None) -> None:
+        if current is not None and current == value:
+            return
+        what = f"config set {who}/{option}"
+        for attempt in range(1, self.write_attempts + 1):
+            try:
+                self.conn.mon_command(
+                    {"prefix": "config set", "who": who, "name": option, "value": value}
+                )
+                break
+            except CephUnavailable:
+                # the write may have landed: read back before retrying
+                if self._read_back_matches(who, option, value):
+                    return
+                if attempt == self.write_attempts:
+                    raise
+            except CephError as exc:
+                raise type(exc)(f"{what}: {_reason(exc)}", errno=exc.errno) from exc
+        stored = self.get(who, option)
+        if stored is None or stored != value:
+            raise CephRejected(f"{what}: read-back via config dump differs from the value written")
+
+    def _read_back_matches(self, who: str, option: str, value: Sensitive | None) -> bool:
+        try:
+            stored = self.get(who, option)
+        except CephUnavailable:
+            return False
+        return stored == value if value is not None else stored is None
+
+    def remove(self, who: str, option: str) -> None:
+        """``config rm``; absent already is fine. Verified by reading back."""
+        what = f"config rm {who}/{option}"
+        for attempt in range(1, self.write_attempts + 1):
+            try:
+                self.conn.mon_command({"prefix": "config rm", "who": who, "name": option})
+                break
+            except CephUnavailable:
+                if self._read_back_matches(who, option, None):
+                    return
+                if attempt == self.write_attempts:
+                    raise
+            except CephError as exc:
+                raise type(exc)(f"{what}: {_reason(exc)}", errno=exc.errno) from exc
+        if self.get(who, option) is not None:
+            raise CephRejected(f"{what}: the option is still present after removal")
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Put every entry back as in ``snapshot`` (``None``: remove). Tries every entry, then
+        raises the first failure, noting which entries could not be restored."""
+        current = self.dump()
+        failures: list[tuple[Entry, CephError]] = []
+        for (who, option), wanted in snapshot.items():
+            now = current.get((who, option))
+            try:
+                if wanted is None:
+                    if now is not None:
+                        self.remove(who, option)
+                elif now is None or now != wanted:
+                    self._set(who, option, wanted, now)
+            except CephError as exc:
+                failures.append(((who, option), exc))
+        if failures:
+            first = failures[0][1]
+            names = ", ".join(f"{w}/{o}" for (w, o), _ in failures)
+            first.add_note(f"config restore incomplete for: {names}")
+            raise first
+
+    def apply_all(self, values: list[tuple[str, str, Sensitive]]) -> None:
+        """Set every (who, option, value) or none: on any failure restore what was written
+        (set back, or removed when it was absent) and re-raise the failure."""
+        entries = [(who, option) for who, option, _ in values]
+        if len(set(entries)) != len(entries):
+            raise CephRejected("config apply: the same who/option appears twice")
+        before = self.snapshot(entries)
+        touched: list[Entry] = []
+        try:
+            for who, option, value in values:
+                touched.append((who, option))
+                self._set(who, option, value, before[(who, option)])
+        except BaseException as exc:
+            try:
+                self.restore({entry: before[entry] for entry in touched})
+            except CephError as undo:
+                exc.add_note(f"rollback failed: {undo}")
+            raise

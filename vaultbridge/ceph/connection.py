@@ -1,0 +1,289 @@
+"""One long-lived librados connection to the mons, with a wall-clock deadline on every call.
+
+The binding's own timeouts are not to be trusted (a call can block well past
+``rados_mon_op_timeout``), so every blocking librados call runs in a daemon worker thread and the
+caller waits at most ``timeout`` seconds for it. A call that misses its deadline abandons the
+handle (it is shut down when the stuck call finally returns) and raises :class:`CephUnavailable`;
+the next call connects afresh.
+
+Commands are dicts; values may be :class:`Sensitive` and are revealed only while the JSON for
+librados is built. Any revealed value is scrubbed from the mons' error text before it can reach
+an exception message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import rados
+
+from vaultbridge.ceph.errors import (
+    CephError,
+    CephPermissionDenied,
+    CephRejected,
+    CephUnavailable,
+    errno_name,
+    error_for_errno,
+)
+from vaultbridge.model.sensitive import REDACTED, Sensitive
+
+__all__ = ["CephConnection"]
+
+T = TypeVar("T")
+
+_VERSION_RE = re.compile(r"ceph version (\d+)\.(\d+)\.(\d+)")
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _encode_command(cmd: Mapping[str, Any], secrets: list[str]) -> str:
+    """JSON for librados; Sensitive values are revealed here and remembered for scrubbing."""
+
+    def reveal(value: object) -> object:
+        if isinstance(value, Sensitive):
+            secret = value.reveal()
+            secrets.append(secret)
+            return secret
+        raise TypeError(f"cannot encode {type(value).__name__} in a mon command")
+
+    return json.dumps(dict(cmd), default=reveal)
+
+
+class CephConnection:
+    """A thread-safe, lazily connected, self-healing librados handle for mon commands.
+
+    ``keyring`` is a keyring file path (``None``: whatever ``conf`` says). ``key`` (a
+    :class:`Sensitive` cephx key) authenticates with that key instead, passed to librados as the
+    in-process conf option ``key`` -- never on a command line or in a file.
+    """
+
+    def __init__(
+        self,
+        conf: str,
+        user: str,
+        keyring: str | None = None,
+        timeout: float = 5.0,
+        *,
+        key: Sensitive | None = None,
+        quiet: bool = False,
+    ) -> None:
+        if "." not in user.strip("."):
+            raise CephRejected(f"ceph user {user!r} must be a full entity name like client.admin")
+        self.conf = str(conf)
+        self.user = user
+        self.keyring = keyring
+        self.timeout = float(timeout)
+        self._key = key
+        self._quiet = quiet
+        self._lock = threading.Lock()
+        self._handle: rados.Rados | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def __repr__(self) -> str:
+        return f"CephConnection(conf={self.conf!r}, user={self.user!r})"
+
+    def __enter__(self) -> CephConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        return f"{self.user} via {self.conf}"
+
+    def _rados_conf(self) -> dict[str, str]:
+        seconds = str(max(1, round(self.timeout)))
+        conf = {
+            "client_mount_timeout": seconds,
+            "rados_mon_op_timeout": seconds,
+            "rados_osd_op_timeout": seconds,
+        }
+        if self.keyring is not None:
+            conf["keyring"] = self.keyring
+        if self._quiet:
+            conf["log_to_file"] = "false"
+            conf["err_to_stderr"] = "false"
+        return conf
+
+    def _in_worker(self, fn: Callable[[], T], what: str, deadline: float) -> T:
+        """Run ``fn`` in a daemon thread; give up (and abandon the handle) at ``deadline``."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        abandoned = threading.Event()
+        handle = self._handle
+
+        def work() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+                if abandoned.is_set() and handle is not None:
+                    _shutdown_quietly(handle)
+
+        thread = threading.Thread(target=work, name=f"ceph-{what}", daemon=True)
+        thread.start()
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            abandoned.set()
+            if self._handle is handle:
+                self._handle = None
+            if done.is_set() and handle is not None:  # finished in the meantime
+                _shutdown_quietly(handle)
+            raise CephUnavailable(
+                f"{what}: no answer from the ceph mons within {self.timeout:g} s ({self.where})",
+                errno=110,
+            )
+        if "error" in box:
+            raise box["error"]
+        value: T = box["value"]
+        return value
+
+    def _connect(self, deadline: float) -> rados.Rados:
+        if self._handle is not None:
+            return self._handle
+        try:
+            handle = rados.Rados(conffile=self.conf, name=self.user, conf=self._rados_conf())
+            if self._key is not None:
+                handle.conf_set("key", self._key.reveal())
+        except rados.Error as exc:
+            raise CephRejected(
+                f"connect: cannot load ceph configuration {self.conf} for {self.user}"
+                f" ({type(exc).__name__})"
+            ) from exc
+        self._handle = handle
+        seconds = max(1, round(self.timeout))
+        try:
+            self._in_worker(lambda: handle.connect(timeout=seconds), "connect", deadline)
+        except CephError:
+            raise
+        except rados.Error as exc:
+            self._handle = None
+            _shutdown_quietly(handle)
+            raise _translate(exc, f"connect as {self.user}", self.conf) from exc
+        return handle
+
+    # ------------------------------------------------------------------ public API
+    def connect(self) -> None:
+        """Connect now (otherwise the first command does). Raises a :class:`CephError`."""
+        with self._lock:
+            self._connect(time.monotonic() + self.timeout)
+
+    def mon_command(
+        self,
+        cmd: Mapping[str, Any],
+        inbuf: bytes = b"",
+        target: str | None = None,
+        *,
+        secrets: tuple[Sensitive, ...] = (),
+    ) -> bytes:
+        """Send ``cmd`` (JSON output requested) to the mons, or to mon ``target``; return outbuf.
+
+        A negative return code becomes :class:`CephPermissionDenied` (EACCES/EPERM),
+        :class:`CephUnavailable` (timeouts, lost connection) or :class:`CephRejected`, with the
+        command prefix and the mons' error text (scrubbed of any value in ``cmd``/``secrets``).
+        """
+        prefix = str(cmd.get("prefix", "?"))
+        revealed = [s.reveal() for s in secrets]
+        body = dict(cmd)
+        body.setdefault("format", "json")
+        encoded = _encode_command(body, revealed)
+        where = self.where if target is None else f"{self.where}, mon.{target}"
+        with self._lock:
+            deadline = time.monotonic() + self.timeout
+            handle = self._connect(deadline)
+
+            def call() -> tuple[int, bytes, str]:
+                if target is None:
+                    answer = handle.mon_command(encoded, inbuf)
+                else:
+                    answer = handle.mon_command(encoded, inbuf, target=target)
+                return (int(answer[0]), bytes(answer[1]), str(answer[2]))
+
+            try:
+                ret, out, errs = self._in_worker(call, f"mon command {prefix!r}", deadline)
+            except CephError:
+                raise
+            except rados.Error as exc:
+                if self._handle is handle:
+                    self._handle = None
+                _shutdown_quietly(handle)
+                raise _translate(exc, f"mon command {prefix!r}", where) from exc
+        if ret < 0:
+            detail = _redact(errs.strip(), revealed)
+            if inbuf:
+                detail = _redact(detail, [inbuf.decode(errors="replace")])
+            raise error_for_errno(
+                ret,
+                f"mon command {prefix!r} failed with {errno_name(ret)}"
+                f"{': ' + detail if detail else ''} ({where})",
+            )
+        return out
+
+    def mon_json(
+        self,
+        cmd: Mapping[str, Any],
+        inbuf: bytes = b"",
+        target: str | None = None,
+    ) -> Any:
+        """:meth:`mon_command` and parse the JSON answer."""
+        out = self.mon_command(cmd, inbuf, target)
+        try:
+            return json.loads(out) if out.strip() else None
+        except ValueError:
+            raise CephRejected(
+                f"mon command {cmd.get('prefix')!r}: answer is not JSON ({self.where})"
+            ) from None
+
+    def version(self) -> tuple[int, int, int]:
+        """The lowest Ceph version any mon runs, as (major, minor, patch)."""
+        try:
+            report = self.mon_json({"prefix": "versions"})
+            texts = list((report or {}).get("mon", {}))
+        except CephRejected:
+            texts = []
+        if not texts:
+            texts = [str((self.mon_json({"prefix": "version"}) or {}).get("version", ""))]
+        found = [m for m in (_VERSION_RE.search(t) for t in texts) if m]
+        if not found:
+            raise CephRejected(f"versions: cannot parse the mons' version ({self.where})")
+        return min((int(m[1]), int(m[2]), int(m[3])) for m in found)
+
+    def close(self) -> None:
+        """Shut the librados handle down. The next command connects again."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            _shutdown_quietly(handle)
+
+
+def _translate(exc: rados.Error, what: str, where: str) -> CephError:
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, rados.PermissionDeniedError | rados.PermissionError):
+        return CephPermissionDenied(
+            f"{what}: permission denied (cephx authentication or caps) ({where})", errno=13
+        )
+    if isinstance(exc, rados.TimedOut | rados.ConnectionShutdown | rados.NotConnected):
+        return CephUnavailable(f"{what}: {type(exc).__name__} ({where})", errno=code)
+    if isinstance(exc, rados.InvalidArgumentError):
+        return CephRejected(f"{what}: invalid argument ({where})", errno=22)
+    if isinstance(code, int) and code:
+        return error_for_errno(code, f"{what}: {errno_name(code)} ({where})")
+    return CephUnavailable(f"{what}: {type(exc).__name__} ({where})")
+
+
+def _shutdown_quietly(handle: rados.Rados) -> None:
+    with contextlib.suppress(Exception):  # best effort on an abandoned handle
+        handle.shutdown()

@@ -1,0 +1,227 @@
+"""The ``vaultbridge`` command line (ARCHITECTURE.md section 3).
+
+Every command prints one clear line on failure (never a traceback, never a secret) and exits
+non-zero; tables take ``--output json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+import click
+from tabulate import tabulate
+
+from vaultbridge import app as application
+from vaultbridge.engine.engine import Outcome
+from vaultbridge.model.errors import BackendError, PreconditionError
+from vaultbridge.model.spec import CredentialRef, SpecError
+from vaultbridge.observability.logging import configure_logging
+from vaultbridge.settings import SettingsError, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+output_option = click.option(
+    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    help="Print a table for people or JSON for scripts.",
+)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"vaultbridge: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def clear_errors() -> Iterator[None]:
+    """Turn every expected failure into one line on stderr and a non-zero exit."""
+    try:
+        yield
+    except SettingsError as exc:
+        for problem in exc.problems:
+            click.echo(f"vaultbridge: setting {problem}", err=True)
+        sys.exit(2)
+    except SpecError as exc:
+        fail(str(exc))
+    except (BackendError, PreconditionError) as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
+def parse_ref(_ctx: click.Context, _param: click.Parameter, value: str | None
+              ) -> CredentialRef | None:
+    if value is None:
+        return None
+    try:
+        return CredentialRef.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def open_app(*, vault: bool = True, ceph: bool = True) -> application.App:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return application.build(settings, vault=vault, ceph=ceph)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="vaultbridge")
+def main() -> None:
+    """Keep Ceph credentials in step with Vault/OpenBao on Kubernetes.
+
+    Settings come from VAULTBRIDGE_* environment variables (see README), e.g.
+    VAULTBRIDGE_VAULT__ADDR, VAULTBRIDGE_KUBE__KUBECONFIG, VAULTBRIDGE_CEPH__CONF.
+    """
+
+
+def print_outcome(outcome: Outcome, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps({
+            "credential": str(outcome.ref), "result": outcome.result, "version": outcome.version,
+            "message": outcome.message, "reason": outcome.reason, "plan": outcome.plan,
+            "retryAfterSeconds": outcome.retry_after.total_seconds()
+            if outcome.retry_after else None,
+        }, indent=2))
+        return
+    for number, line in enumerate(outcome.plan, 1):
+        click.echo(f"  {number}. {line}")
+    stream_is_err = not outcome.ok
+    prefix = "" if outcome.ok else f"{outcome.result}: "
+    reason = f" [{outcome.reason}]" if outcome.reason and not outcome.ok else ""
+    click.echo(f"{prefix}{outcome.message}{reason}", err=stream_is_err)
+
+
+@main.command()
+@click.argument("credential", metavar="NS/NAME", callback=parse_ref)
+@click.option("--dry-run", is_flag=True, help="Precheck: read, validate and print the plan; "
+              "change nothing.")
+@output_option
+def sync(credential: CredentialRef, dry_run: bool, output: str) -> None:
+    """Propagate the latest Vault version (or the Secret's edit) to Ceph now.
+
+    Exits 0 only when the version is applied, verified and promoted (or, with --dry-run, when
+    the plan is valid).
+    """
+    with clear_errors():
+        engine = open_app().engine
+        outcome = engine.sync(credential, dry_run=dry_run)
+    print_outcome(outcome, output)
+    sys.exit(0 if outcome.ok else 1)
+
+
+@main.command()
+@click.argument("credential", metavar="NS/NAME", callback=parse_ref)
+@click.option("--dry-run", is_flag=True, help="Precheck only: print the plan, change nothing.")
+@output_option
+def rotate(credential: CredentialRef, dry_run: bool, output: str) -> None:
+    """A new credential now: generated into Vault when spec.generate, else the same as sync."""
+    with clear_errors():
+        outcome = open_app().engine.rotate(credential, dry_run=dry_run)
+    print_outcome(outcome, output)
+    sys.exit(0 if outcome.ok else 1)
+
+
+@main.command()
+@click.argument("credential", metavar="NS/NAME", callback=parse_ref)
+@click.option("--to-version", type=click.IntRange(min=1), default=None,
+              help="The Vault version to go back to (default: the previous verified one).")
+@output_option
+def rollback(credential: CredentialRef, to_version: int | None, output: str) -> None:
+    """Go back to an earlier verified version (Ceph, the Secret and the Vault labels)."""
+    with clear_errors():
+        outcome = open_app().engine.rollback(credential, to_version=to_version)
+    print_outcome(outcome, output)
+    sys.exit(0 if outcome.ok else 1)
+
+
+def _age(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "-"
+    seconds = int((now - moment).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@main.command()
+@click.argument("credential", metavar="[NS/NAME]", required=False, callback=parse_ref)
+@output_option
+def status(credential: CredentialRef | None, output: str) -> None:
+    """Table of credentials: target, versions, age, phase, readiness, compliance."""
+    with clear_errors():
+        app = open_app(vault=False, ceph=False)
+        rows = app.status_rows(credential)
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    now = datetime.now(UTC)
+    table = [[r["credential"], r["target"], r["currentVersion"], r["previousVersion"],
+              _age(r["lastRotationTime"], now), r["phase"], r["ready"], r["compliant"]]
+             for r in rows]
+    click.echo(tabulate(table, headers=["CREDENTIAL", "TARGET", "CURRENT", "PREVIOUS", "AGE",
+                                        "PHASE", "READY", "COMPLIANT"]))
+
+
+@main.command()
+@click.argument("credential", metavar="NS/NAME", callback=parse_ref)
+@output_option
+def history(credential: CredentialRef, output: str) -> None:
+    """Past rotations of one credential, newest first."""
+    with clear_errors():
+        app = open_app(vault=False, ceph=False)
+        entries = app.history_rows(credential)
+    if output == "json":
+        click.echo(json.dumps(entries, indent=2, default=str))
+        return
+    click.echo(tabulate([[e["rotationId"], e["version"], e["result"], e["startedAt"],
+                          e["finishedAt"], e["reason"]] for e in entries],
+                        headers=["ROTATION", "VERSION", "RESULT", "STARTED", "FINISHED",
+                                 "REASON"]))
+
+
+@main.command()
+@output_option
+def check(output: str) -> None:
+    """Can vaultbridge reach Vault, Kubernetes and Ceph, and is it allowed to do its job?"""
+    with clear_errors():
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        results = application.check(settings)
+    if output == "json":
+        click.echo(json.dumps([r.__dict__ for r in results], indent=2))
+    else:
+        click.echo(tabulate([[r.backend, "ok" if r.ok else "FAIL", r.detail] for r in results],
+                            headers=["BACKEND", "RESULT", "DETAIL"]))
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@main.command()
+def run() -> None:
+    """The controller: watch CredentialRotations and Secrets and reconcile them until stopped."""
+    with clear_errors():
+        app = open_app()
+        app.run_controller()
+
+
+@main.command()
+@click.option("--mons", default=1, show_default=True, type=click.IntRange(1, 5),
+              help="Ceph monitors to start.")
+@click.option("--keep", is_flag=True, help="Leave the environment running afterwards.")
+def demo(mons: int, keep: bool) -> None:
+    """Start OpenBao, Ceph mons and a Kubernetes API on loopback and rotate a few credentials."""
+    from vaultbridge.demo import run_demo
+
+    with clear_errors():
+        sys.exit(run_demo(mons=mons, keep=keep))
+
+
+if __name__ == "__main__":
+    logging.basicConfig()
+    main()

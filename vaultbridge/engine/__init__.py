@@ -1,0 +1,1 @@
+"""Runs rotations: drives the pure state machine against Vault, Kubernetes and Ceph ports."""

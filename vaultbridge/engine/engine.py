@@ -1,0 +1,544 @@
+"""Drives one credential's rotation: runs the state machine's effects against the ports.
+
+The loop is the sans-I/O pattern: ``rotation.step`` decides, this module acts and feeds the
+result back. The journal is persisted to the CR status before every side effect, so a restart
+resumes from it (``Engine.reconcile``). Ceph's pre-image for rollback is either the Secret's data
+(the normal case: Ceph and the Secret agree before a rotation) or, when they disagree, a
+"pre-image" Secret owned by the CR, written before anything touches Ceph.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from vaultbridge import rotation
+from vaultbridge.engine.ports import (
+    CephStore,
+    CredentialObject,
+    CredentialRepository,
+    EventRecorder,
+    SecretStore,
+    StoredSecret,
+    VaultStore,
+)
+from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver
+from vaultbridge.model.errors import BackendError, PreconditionError
+from vaultbridge.model.sensitive import Sensitive
+from vaultbridge.model.spec import (
+    CephxTarget,
+    ConfigKeyTarget,
+    ConfigTarget,
+    CredentialRef,
+    CredentialSpec,
+    source_fields,
+)
+from vaultbridge.model.status import Status
+
+log = logging.getLogger(__name__)
+
+VERSION_ANNOTATION = "vaultbridge.io/vault-version"
+ROTATION_ANNOTATION = "vaultbridge.io/rotation-id"
+ABSENT_ANNOTATION = "vaultbridge.io/absent-keys"
+PREIMAGE_SUFFIX = "-vaultbridge-preimage"
+CARRIED_OVER_FIELDS = frozenset({"user", "username", "userid", "id", "name", "entity"})
+
+Result = Literal["promoted", "unchanged", "rolled-back", "failed", "planned", "in-flight"]
+
+
+@dataclass
+class Outcome:
+    """What a sync/rotate/rollback/reconcile did; ``ok`` is the CLI's exit status."""
+
+    ref: CredentialRef
+    result: Result
+    version: int | None = None
+    message: str = ""
+    reason: str = ""
+    retry_after: timedelta | None = None
+    plan: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("promoted", "unchanged", "planned")
+
+
+@dataclass
+class _Job:
+    credential: CredentialObject
+    spec: CredentialSpec
+    driver: TargetDriver
+    version: int
+    data: dict[str, Sensitive]
+    rotation_id: str = ""
+    current_before: int | None = None
+    previous_before: int | None = None
+
+
+Observer = Callable[[CredentialRef, str, str], None]
+
+
+class Engine:
+    """Rotates credentials: Vault (or the Secret) -> Ceph -> verify -> Secret + Vault labels."""
+
+    def __init__(
+        self,
+        credentials: CredentialRepository,
+        secrets: SecretStore,
+        events: EventRecorder,
+        vault: VaultStore | None,
+        ceph: CephStore,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        jitter: Callable[[], float] = random.random,
+        observer: Observer | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self.secrets = secrets
+        self.events = events
+        self.vault = vault
+        self.ceph = ceph
+        self.clock = clock
+        self.jitter = jitter
+        self.observer = observer
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def sync(self, ref: CredentialRef, *, dry_run: bool = False) -> Outcome:
+        """Propagate the latest Vault version (or the Secret's data) to Ceph now."""
+        return self._rotate(ref, generate=False, to_version=None, dry_run=dry_run)
+
+    def rotate(self, ref: CredentialRef, *, dry_run: bool = False) -> Outcome:
+        """A new credential now: generated into Vault when ``spec.generate``, else a sync."""
+        return self._rotate(ref, generate=None, to_version=None, dry_run=dry_run)
+
+    def rollback(self, ref: CredentialRef, *, to_version: int | None = None) -> Outcome:
+        """Roll Ceph, the Secret and the labels back to an earlier verified version."""
+        credential = self.credentials.load(ref)
+        status = credential.status
+        target = to_version if to_version is not None else status.previous_version
+        if credential.spec.source is None:
+            return Outcome(ref, "failed", reason="NoVersionHistory",
+                           message=f"{ref}: the Secret is the source; there are no versions to "
+                           "roll back to")
+        if target is None:
+            return Outcome(ref, "failed", reason="NoPreviousVersion",
+                           message=f"{ref}: no previous verified version recorded")
+        verified = {entry.version for entry in status.history if entry.result == "Promoted"}
+        verified |= {v for v in (status.current_version, status.previous_version) if v}
+        if target not in verified:
+            return Outcome(ref, "failed", reason="VersionNotVerified",
+                           message=f"{ref}: version {target} was never verified here "
+                           f"(verified: {', '.join(map(str, sorted(verified))) or 'none'})")
+        return self._rotate(ref, generate=False, to_version=target, dry_run=False)
+
+    def reconcile(self, ref: CredentialRef) -> Outcome:
+        """What the controller calls: finish an interrupted rotation, else sync if needed."""
+        credential = self.credentials.load(ref)
+        if credential.status.rotation is not None:
+            return self.resume(credential)
+        if credential.spec.suspend:
+            return Outcome(ref, "unchanged", credential.status.current_version, "suspended")
+        return self._rotate(ref, generate=False, to_version=None, dry_run=False,
+                            credential=credential)
+
+    def resume(self, credential: CredentialObject) -> Outcome:
+        """Continue the journaled rotation of ``credential`` after a restart."""
+        journal = credential.status.rotation
+        assert journal is not None
+        try:
+            job = self._job(credential, journal.version)
+        except (BackendError, PreconditionError) as exc:
+            # the new version cannot be read any more: roll back what may have been applied
+            job = _Job(credential, credential.spec, self._driver(credential.spec),
+                       journal.version, {})
+            log.warning("%s: resuming rotation %s without its data: %s", credential.ref,
+                        journal.id, exc)
+        job.rotation_id = journal.id
+        job.current_before = credential.status.current_version
+        job.previous_before = credential.status.previous_version
+        return self._drive(job, credential.status, rotation.Resume())
+
+    # -- the rotation ---------------------------------------------------------------------------
+
+    def _rotate(
+        self,
+        ref: CredentialRef,
+        *,
+        generate: bool | None,
+        to_version: int | None,
+        dry_run: bool,
+        credential: CredentialObject | None = None,
+    ) -> Outcome:
+        credential = credential or self.credentials.load(ref)
+        spec = credential.spec
+        if credential.status.rotation is not None and not dry_run:
+            outcome = self.resume(credential)
+            if not outcome.ok:
+                return outcome
+            credential = self.credentials.load(ref)
+        if generate is None:
+            generate = spec.generate
+        try:
+            if dry_run:
+                return self._plan(credential, generate=generate, to_version=to_version)
+            version = self._target_version(credential, generate=generate, to_version=to_version)
+            job = self._job(credential, version)
+            self._check_secret_ownership(credential)
+            if self._in_sync(job):
+                self._clear_failure(credential)
+                return Outcome(ref, "unchanged", version,
+                               f"{ref}: version {version} is live and verified")
+        except (BackendError, PreconditionError) as exc:
+            return self._blocked(credential, exc)
+        job.rotation_id = uuid.uuid4().hex[:12]
+        job.current_before = credential.status.current_version
+        job.previous_before = credential.status.previous_version
+        return self._drive(job, credential.status,
+                           rotation.Start(job.rotation_id, version, None))
+
+    def _drive(self, job: _Job, status: Status, event: rotation.Event) -> Outcome:
+        credential = job.credential
+        ref = credential.ref
+        retry_after: timedelta | None = None
+        while True:
+            status, effects = rotation.step(status, event, self._context(credential))
+            next_event: rotation.Event | None = None
+            for effect in effects:
+                if isinstance(effect, rotation.Persist):
+                    self.credentials.save_status(credential, status)
+                elif isinstance(effect, rotation.Emit):
+                    self.events.emit(credential, effect.type, effect.reason, effect.message)
+                    self._observe(ref, effect.reason, effect.message)
+                elif isinstance(effect, rotation.RetryAfter):
+                    retry_after = effect.delay
+                elif isinstance(effect, rotation.Run):
+                    next_event = self._run(job, effect)
+            if next_event is None:
+                break
+            event = next_event
+        return self._outcome(ref, status, job, retry_after)
+
+    def _run(self, job: _Job, run: rotation.Run) -> rotation.Event:
+        action = run.action
+        self._observe(job.credential.ref, f"run:{action}", f"version {job.version}")
+        try:
+            if action is rotation.Action.SNAPSHOT:
+                self._snapshot(job)
+            elif action is rotation.Action.APPLY:
+                if not job.data:
+                    raise PreconditionError("NewVersionUnreadable",
+                                            f"version {job.version} can no longer be read")
+                job.driver.apply(job.data)
+            elif action is rotation.Action.VERIFY:
+                self._verify(job)
+            elif action is rotation.Action.PROMOTE:
+                self._promote(job)
+            elif action is rotation.Action.RESTORE:
+                self._restore(job)
+            else:  # RETIRE belongs to cephx alternate rotation
+                raise PreconditionError("Unsupported", f"{action} is not supported here")
+        except BackendError as exc:
+            return rotation.Failed(action, exc.reason, str(exc), exc.transient)
+        except PreconditionError as exc:
+            return rotation.Failed(action, exc.reason, str(exc), exc.transient)
+        return rotation.Succeeded(action)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def _snapshot(self, job: _Job) -> None:
+        spec = job.spec
+        namespace = job.credential.ref.namespace
+        stash_name = spec.secret.name + PREIMAGE_SUFFIX
+        stash = self.secrets.read(namespace, stash_name)
+        if stash is None or stash.annotations.get(ROTATION_ANNOTATION) != job.rotation_id:
+            current = job.driver.read()
+            secret = self.secrets.read(namespace, spec.secret.name)
+            secret_holds_preimage = (
+                spec.source is not None
+                and secret is not None
+                and all(secret.data.get(key) == value for key, value in current.items())
+            )
+            if not secret_holds_preimage:
+                self._write_stash(job, stash_name, current)
+        if spec.source is not None and self.vault is not None:
+            self.vault.set_labels(spec.source.mount, spec.source.path,
+                                  current=job.current_before, previous=job.previous_before,
+                                  pending=job.version)
+
+    def _write_stash(self, job: _Job, name: str, current: Mapping[str, Sensitive | None]) -> None:
+        present = {key: value for key, value in current.items() if value is not None}
+        absent = sorted(key for key, value in current.items() if value is None)
+        self.secrets.write(
+            job.credential, name, present,
+            annotations={ROTATION_ANNOTATION: job.rotation_id, ABSENT_ANNOTATION: ",".join(absent)},
+            adopt=False,
+        )
+
+    def _verify(self, job: _Job) -> None:
+        verify = getattr(job.driver, "verify", None)
+        mismatches = verify(job.data) if verify else []
+        if mismatches:
+            raise PreconditionError(
+                "VerificationFailed",
+                f"read-back from Ceph differs from version {job.version} for "
+                + ", ".join(mismatches), transient=True)
+
+    def _promote(self, job: _Job) -> None:
+        spec = job.spec
+        annotations = {VERSION_ANNOTATION: str(job.version), ROTATION_ANNOTATION: job.rotation_id}
+        self.secrets.write(job.credential, spec.secret.name, job.data, annotations=annotations,
+                           adopt=spec.secret.adopt)
+        if spec.source is not None and self.vault is not None:
+            previous = (job.current_before if job.current_before != job.version
+                        else job.previous_before)
+            try:
+                self.vault.set_labels(spec.source.mount, spec.source.path,
+                                      current=job.version, previous=previous, pending=None)
+            except BackendError as exc:  # the Secret is the point of no return
+                self.events.emit(job.credential, "Warning", "VaultLabelsStale",
+                                 f"promoted, but the Vault staging labels were not moved: {exc}")
+        self._drop_stash(job)
+
+    def _restore(self, job: _Job) -> None:
+        spec = job.spec
+        namespace = job.credential.ref.namespace
+        stash = self.secrets.read(namespace, spec.secret.name + PREIMAGE_SUFFIX)
+        preimage: dict[str, Sensitive | None]
+        if stash is not None and stash.annotations.get(ROTATION_ANNOTATION) == job.rotation_id:
+            absent = [k for k in stash.annotations.get(ABSENT_ANNOTATION, "").split(",") if k]
+            preimage = {**dict(stash.data), **dict.fromkeys(absent)}
+        else:
+            secret = self.secrets.read(namespace, spec.secret.name)
+            keys = job.driver.read().keys()
+            preimage = {key: (secret.data.get(key) if secret else None) for key in keys}
+        job.driver.restore(preimage)
+        if spec.source is not None and self.vault is not None:
+            try:
+                self.vault.set_labels(spec.source.mount, spec.source.path,
+                                      current=job.current_before, previous=job.previous_before,
+                                      pending=None)
+            except BackendError as exc:
+                log.warning("%s: clearing the pending label failed: %s", job.credential.ref, exc)
+        self._drop_stash(job)
+
+    def _drop_stash(self, job: _Job) -> None:
+        namespace = job.credential.ref.namespace
+        name = job.spec.secret.name + PREIMAGE_SUFFIX
+        stash = self.secrets.read(namespace, name)
+        if stash is not None:
+            self.secrets.delete(namespace, name)
+
+    # -- reading the desired state ---------------------------------------------------------------
+
+    def _driver(self, spec: CredentialSpec) -> TargetDriver:
+        target = spec.target
+        if isinstance(target, ConfigTarget):
+            return ConfigDriver(spec, target, self.ceph)
+        if isinstance(target, ConfigKeyTarget):
+            return ConfigKeyDriver(spec, target, self.ceph)
+        assert isinstance(target, CephxTarget)
+        raise PreconditionError("UnsupportedTarget", "cephx targets are not supported yet")
+
+    def _target_version(self, credential: CredentialObject, *, generate: bool,
+                        to_version: int | None) -> int:
+        spec = credential.spec
+        if spec.source is None:
+            current = credential.status.current_version or 0
+            return current if self._secret_matches_ceph(credential) else current + 1
+        vault = self._vault()
+        if to_version is not None:
+            return to_version
+        if generate:
+            return self._generate(credential)
+        return vault.current_version(spec.source.mount, spec.source.path)
+
+    def _generate(self, credential: CredentialObject) -> int:
+        spec = credential.spec
+        assert spec.source is not None
+        vault = self._vault()
+        try:
+            current = vault.current_version(spec.source.mount, spec.source.path)
+            existing = dict(vault.read(spec.source.mount, spec.source.path, current))
+        except BackendError as exc:
+            if exc.reason != "VaultNotFound":
+                raise
+            current, existing = 0, {}
+        data = dict(existing)
+        for name in source_fields(spec):
+            if name.lower() in CARRIED_OVER_FIELDS and name in existing:
+                continue
+            data[name] = vault.generate_password()
+        version = vault.write(spec.source.mount, spec.source.path, data, cas=current)
+        self._observe(credential.ref, "generated", f"new Vault version {version}")
+        return version
+
+    def _job(self, credential: CredentialObject, version: int) -> _Job:
+        spec = credential.spec
+        driver = self._driver(spec)
+        if spec.source is None:
+            secret = self.secrets.read(credential.ref.namespace, spec.secret.name)
+            if secret is None:
+                raise PreconditionError(
+                    "SecretMissing", f"Secret {credential.ref.namespace}/{spec.secret.name} "
+                    "does not exist (it is the source of this credential)")
+            data = self._pick(secret.data, driver, f"Secret {credential.ref.namespace}/"
+                              f"{spec.secret.name}")
+        else:
+            source = self._vault().read(spec.source.mount, spec.source.path, version)
+            where = f"Vault {spec.source.mount}/{spec.source.path} version {version}"
+            missing = [name for name in source_fields(spec) if name not in source]
+            if missing:
+                raise PreconditionError(
+                    "VaultFieldMissing", f"{where}: field {', '.join(map(repr, missing))} "
+                    f"missing (fields present: {', '.join(sorted(source)) or 'none'})")
+            data = driver.data_from_source(source)
+        return _Job(credential, spec, driver, version, data)
+
+    @staticmethod
+    def _pick(data: Mapping[str, Sensitive], driver: TargetDriver, where: str
+              ) -> dict[str, Sensitive]:
+        keys = driver.data_keys()
+        missing = [key for key in keys if key not in data]
+        if missing:
+            raise PreconditionError(
+                "SecretKeyMissing", f"{where}: data key {', '.join(map(repr, missing))} missing "
+                f"(keys present: {', '.join(sorted(data)) or 'none'})")
+        return {key: data[key] for key in keys}
+
+    def _secret_matches_ceph(self, credential: CredentialObject) -> bool:
+        job = self._job(credential, credential.status.current_version or 0)
+        return job.driver.read() == job.data
+
+    def _in_sync(self, job: _Job) -> bool:
+        status = job.credential.status
+        if status.current_version != job.version:
+            return False
+        if job.driver.read() != job.data:
+            return False
+        if job.spec.source is None:
+            return True
+        secret = self.secrets.read(job.credential.ref.namespace, job.spec.secret.name)
+        return secret is not None and all(secret.data.get(k) == v for k, v in job.data.items())
+
+    def _check_secret_ownership(self, credential: CredentialObject) -> None:
+        spec = credential.spec
+        secret = self.secrets.read(credential.ref.namespace, spec.secret.name)
+        if secret is None or spec.secret.adopt or secret.controller_uid == credential.uid:
+            return
+        owner = secret.controller_uid or "no controller"
+        raise PreconditionError(
+            "SecretNotOwned",
+            f"Secret {credential.ref.namespace}/{spec.secret.name} exists and is not owned by "
+            f"this CredentialRotation (controller: {owner}); set spec.secret.adopt: true to "
+            "take it over", transient=False)
+
+    def _vault(self) -> VaultStore:
+        if self.vault is None:
+            raise PreconditionError("VaultNotConfigured", "this credential reads Vault, but no "
+                                    "Vault connection is configured (VAULTBRIDGE_VAULT__ADDR)")
+        return self.vault
+
+    # -- dry run ------------------------------------------------------------------------------
+
+    def _plan(self, credential: CredentialObject, *, generate: bool,
+              to_version: int | None) -> Outcome:
+        spec = credential.spec
+        ref = credential.ref
+        driver = self._driver(spec)
+        plan: list[str] = []
+        precheck = getattr(driver, "precheck", None)
+        if precheck is not None:
+            precheck()
+        self._check_secret_ownership(credential)
+        if spec.source is not None:
+            where = f"{spec.source.mount}/{spec.source.path}"
+            if generate:
+                current = self._vault().current_version(spec.source.mount, spec.source.path)
+                plan.append(f"generate new values for {', '.join(source_fields(spec))} and write "
+                            f"them to Vault {where} as version {current + 1} (cas={current})")
+                version = current + 1
+            else:
+                version = self._target_version(credential, generate=False, to_version=to_version)
+                self._job(credential, version)  # reads and validates the fields
+                plan.append(f"read Vault {where} version {version} "
+                            f"(fields {', '.join(source_fields(spec))}: present)")
+        else:
+            version = self._target_version(credential, generate=False, to_version=None)
+            self._job(credential, version)
+            plan.append(f"read Secret {ref.namespace}/{spec.secret.name} (the source)")
+        if version == credential.status.current_version and not generate:
+            plan.append(f"version {version} is already current: verify it, repair drift if any")
+        plan += [
+            f"journal rotation to version {version} in {ref} status (phase Pending)",
+            f"snapshot {driver.describe()} for rollback",
+            f"apply version {version} to {driver.describe()}",
+            "verify by exact read-back (config dump / config-key get)",
+            f"promote: write Secret {ref.namespace}/{spec.secret.name} "
+            f"({VERSION_ANNOTATION}={version})"
+            + (", move Vault labels vaultbridge-current/-previous" if spec.source else ""),
+            "on any failure before promotion: restore the snapshot, leave the Secret as it is",
+        ]
+        return Outcome(ref, "planned", version, f"{ref}: plan is valid", plan=plan)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def _context(self, credential: CredentialObject) -> rotation.Context:
+        return rotation.Context(
+            now=self.clock(),
+            generation=credential.generation,
+            history_limit=credential.spec.history_limit,
+            jitter=self.jitter(),
+        )
+
+    def _blocked(self, credential: CredentialObject,
+                 exc: BackendError | PreconditionError) -> Outcome:
+        reason = exc.reason
+        transient = exc.transient
+        status, effects = rotation.blocked(credential.status, reason, str(exc), transient,
+                                           self._context(credential))
+        retry_after = None
+        for effect in effects:
+            if isinstance(effect, rotation.Persist):
+                self.credentials.save_status(credential, status)
+            elif isinstance(effect, rotation.Emit):
+                self.events.emit(credential, effect.type, effect.reason, effect.message)
+                self._observe(credential.ref, effect.reason, effect.message)
+            elif isinstance(effect, rotation.RetryAfter):
+                retry_after = effect.delay
+        return Outcome(credential.ref, "failed", credential.status.current_version, str(exc),
+                       reason=reason, retry_after=retry_after)
+
+    def _clear_failure(self, credential: CredentialObject) -> None:
+        status, effects = rotation.in_sync(credential.status, self._context(credential))
+        if status != credential.status and effects:
+            self.credentials.save_status(credential, status)
+
+    def _outcome(self, ref: CredentialRef, status: Status, job: _Job,
+                 retry_after: timedelta | None) -> Outcome:
+        if status.rotation is None and status.current_version == job.version and (
+            status.history and status.history[0].rotation_id == job.rotation_id
+            and status.history[0].result == "Promoted"
+        ):
+            return Outcome(ref, "promoted", job.version,
+                           f"{ref}: version {job.version} applied, verified and promoted")
+        last = status.history[0] if status.history else None
+        reason = (last.reason if last else "") or "RotationFailed"
+        message = (last.message if last else "") or f"{ref}: rotation did not complete"
+        result: Result = "rolled-back" if status.phase == "RolledBack" else "failed"
+        if status.rotation is not None:
+            reason = status.rotation.reason or reason
+            message = status.rotation.message or message
+        return Outcome(ref, result, status.current_version, message, reason=reason,
+                       retry_after=retry_after)
+
+    def _observe(self, ref: CredentialRef, what: str, detail: str) -> None:
+        if self.observer is not None:
+            self.observer(ref, what, detail)
+
+

@@ -1,0 +1,104 @@
+"""What the engine needs from Vault, Kubernetes and Ceph, as small structural interfaces.
+
+The concrete adapters live in ``vaultbridge.vault``, ``vaultbridge.kube`` and ``vaultbridge.ceph``;
+``vaultbridge.app`` wires them in. Every method raises a ``BackendError`` subclass on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from vaultbridge.model.sensitive import Sensitive
+from vaultbridge.model.spec import CredentialRef, CredentialSpec
+from vaultbridge.model.status import Status
+
+
+@dataclass(frozen=True)
+class CredentialObject:
+    """A CredentialRotation as read from the API server."""
+
+    ref: CredentialRef
+    uid: str
+    generation: int
+    resource_version: str
+    spec: CredentialSpec
+    status: Status
+    api_version: str = "vaultbridge.io/v1alpha1"
+    kind: str = "CredentialRotation"
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """A Secret as read: its data (wrapped), annotations and controlling owner's uid."""
+
+    data: Mapping[str, Sensitive]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    controller_uid: str | None = None
+
+
+class CredentialRepository(Protocol):
+    def load(self, ref: CredentialRef) -> CredentialObject: ...
+
+    def save_status(self, credential: CredentialObject, status: Status) -> None: ...
+
+
+class SecretStore(Protocol):
+    def read(self, namespace: str, name: str) -> StoredSecret | None: ...
+
+    def write(
+        self,
+        credential: CredentialObject,
+        name: str,
+        data: Mapping[str, Sensitive],
+        *,
+        annotations: Mapping[str, str],
+        adopt: bool,
+    ) -> None: ...
+
+    def delete(self, namespace: str, name: str) -> None: ...
+
+
+class EventRecorder(Protocol):
+    def emit(
+        self,
+        credential: CredentialObject,
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+    ) -> None: ...
+
+
+class VaultStore(Protocol):
+    def current_version(self, mount: str, path: str) -> int: ...
+
+    def read(self, mount: str, path: str, version: int) -> Mapping[str, Sensitive]: ...
+
+    def write(self, mount: str, path: str, data: Mapping[str, Sensitive], cas: int) -> int: ...
+
+    def set_labels(
+        self, mount: str, path: str, *, current: int | None, previous: int | None,
+        pending: int | None,
+    ) -> None: ...
+
+    def generate_password(self) -> Sensitive: ...
+
+
+ConfigKey = tuple[str, str]  # (who, option)
+
+
+class CephStore(Protocol):
+    def config_get(self, who: str, option: str) -> Sensitive | None: ...
+
+    def config_apply_all(self, values: Sequence[tuple[str, str, Sensitive]]) -> None: ...
+
+    def config_restore(self, snapshot: Mapping[ConfigKey, Sensitive | None]) -> None: ...
+
+    def config_option_known(self, option: str) -> bool: ...
+
+    def config_key_get(self, key: str) -> Sensitive | None: ...
+
+    def config_key_set(self, key: str, value: Sensitive) -> None: ...
+
+    def config_key_remove(self, key: str) -> None: ...

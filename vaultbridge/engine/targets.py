@@ -1,0 +1,127 @@
+"""How each kind of Ceph target is read, written, verified and restored.
+
+A driver speaks in Secret data terms (data key -> value): what the Secret holds is exactly what
+Ceph should hold, so a pre-image, a new version and a verification are all the same shape. A
+value of ``None`` means "absent in Ceph".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from vaultbridge.engine.ports import CephStore, ConfigKey
+from vaultbridge.model.errors import PreconditionError
+from vaultbridge.model.sensitive import Sensitive
+from vaultbridge.model.spec import ConfigKeyTarget, ConfigTarget, CredentialSpec
+
+Values = Mapping[str, Sensitive | None]
+
+
+class TargetDriver(Protocol):
+    def describe(self) -> str: ...
+
+    def data_keys(self) -> list[str]: ...
+
+    def data_from_source(self, source: Mapping[str, Sensitive]) -> dict[str, Sensitive]: ...
+
+    def read(self) -> dict[str, Sensitive | None]: ...
+
+    def apply(self, data: Mapping[str, Sensitive]) -> None: ...
+
+    def restore(self, preimage: Values) -> None: ...
+
+
+class ConfigDriver:
+    """Options in the mon config database; several options are applied all-or-nothing."""
+
+    def __init__(self, spec: CredentialSpec, target: ConfigTarget, ceph: CephStore) -> None:
+        self.ceph = ceph
+        self.target = target
+        field = spec.source.field if spec.source else spec.secret.key
+        # data key of the Secret -> the options it feeds
+        self.keys: dict[str, list[ConfigKey]] = {}
+        self.source_field: dict[str, str] = {}
+        for entry in target.entries:
+            data_key = entry.field if target.is_list else spec.secret.key
+            self.keys.setdefault(data_key, []).append((entry.who, entry.option))
+            self.source_field[data_key] = entry.field if target.is_list else field
+
+    def describe(self) -> str:
+        return ", ".join(f"config {who}/{option}" for keys in self.keys.values()
+                         for who, option in keys)
+
+    def data_keys(self) -> list[str]:
+        return list(self.keys)
+
+    def data_from_source(self, source: Mapping[str, Sensitive]) -> dict[str, Sensitive]:
+        return {key: source[field] for key, field in self.source_field.items()}
+
+    def read(self) -> dict[str, Sensitive | None]:
+        return {key: self.ceph.config_get(*options[0]) for key, options in self.keys.items()}
+
+    def read_all(self) -> dict[ConfigKey, Sensitive | None]:
+        return {option: self.ceph.config_get(*option) for options in self.keys.values()
+                for option in options}
+
+    def apply(self, data: Mapping[str, Sensitive]) -> None:
+        self.ceph.config_apply_all(
+            [(who, option, data[key]) for key, options in self.keys.items()
+             for who, option in options]
+        )
+
+    def verify(self, data: Mapping[str, Sensitive]) -> list[str]:
+        """The options whose exact read-back differs from ``data`` (empty: verified)."""
+        current = self.read_all()
+        return [f"{who}/{option}" for key, options in self.keys.items()
+                for who, option in options if current[(who, option)] != data[key]]
+
+    def restore(self, preimage: Values) -> None:
+        self.ceph.config_restore({option: preimage.get(key) for key, options in self.keys.items()
+                                  for option in options})
+
+    def precheck(self) -> None:
+        for options in self.keys.values():
+            for who, option in options:
+                if not self.ceph.config_option_known(option):
+                    raise PreconditionError(
+                        "UnknownCephOption", f"config {who}/{option}: Ceph does not know option "
+                        f"{option!r}")
+
+
+class ConfigKeyDriver:
+    """One key in the mon config-key store."""
+
+    def __init__(self, spec: CredentialSpec, target: ConfigKeyTarget, ceph: CephStore) -> None:
+        self.ceph = ceph
+        self.key = target.key
+        self.data_key = spec.secret.key
+        self.field = spec.source.field if spec.source else spec.secret.key
+
+    def describe(self) -> str:
+        return f"config-key {self.key}"
+
+    def data_keys(self) -> list[str]:
+        return [self.data_key]
+
+    def data_from_source(self, source: Mapping[str, Sensitive]) -> dict[str, Sensitive]:
+        return {self.data_key: source[self.field]}
+
+    def read(self) -> dict[str, Sensitive | None]:
+        return {self.data_key: self.ceph.config_key_get(self.key)}
+
+    def apply(self, data: Mapping[str, Sensitive]) -> None:
+        self.ceph.config_key_set(self.key, data[self.data_key])
+
+    def verify(self, data: Mapping[str, Sensitive]) -> list[str]:
+        return [] if self.read()[self.data_key] == data[self.data_key] else [self.key]
+
+    def restore(self, preimage: Values) -> None:
+        value = preimage.get(self.data_key)
+        if value is None:
+            self.ceph.config_key_remove(self.key)
+        else:
+            self.ceph.config_key_set(self.key, value)
+
+    def precheck(self) -> None:
+        return None

@@ -1,0 +1,182 @@
+"""One configured connection to the Kubernetes API: the ``ApiClient`` every adapter shares."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+
+from vaultbridge.kube.errors import TRANSLATABLE, KubeError, Operation, raise_translated
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds for one ordinary request (connect + read). Watches use their own, longer, timeouts."""
+
+
+class KubeClient:
+    """Holds one :class:`kubernetes.client.ApiClient` and the per-request timeout.
+
+    Build it with :meth:`from_settings` (kubeconfig path, else ``KUBECONFIG``, else in-cluster),
+    :meth:`from_kubeconfig` or :meth:`from_token`. The typed API objects are created lazily and
+    share the one connection pool.
+    """
+
+    def __init__(self, api_client: Any, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.api_client = api_client
+        self.timeout = timeout
+        self._dynamic: Any = None
+        self._discovery_dir: str | None = None
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(
+        cls, kubeconfig: str | os.PathLike[str] | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> KubeClient:
+        """``kubeconfig`` if given, else the ``KUBECONFIG`` variable, else in-cluster config."""
+        path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or None
+        if path:
+            # KUBECONFIG may list several files; the first one that exists wins
+            candidates = [p for p in path.split(os.pathsep) if p]
+            existing = [p for p in candidates if Path(p).exists()]
+            if not existing:
+                raise KubeError(f"kubeconfig not found: {', '.join(candidates)}")
+            return cls.from_kubeconfig(existing[0], timeout=timeout)
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except ConfigException as exc:
+            raise KubeError(
+                "no Kubernetes configuration: set VAULTBRIDGE_KUBE__KUBECONFIG or KUBECONFIG, "
+                f"or run in a pod with a ServiceAccount ({exc})"
+            ) from exc
+        return cls(k8s.ApiClient(configuration), timeout=timeout)
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        context: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> KubeClient:
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(path),
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except (ConfigException, OSError, ValueError) as exc:
+            raise KubeError(f"cannot load kubeconfig {str(path)!r}: {exc}") from exc
+        return cls(k8s.ApiClient(configuration), timeout=timeout)
+
+    @classmethod
+    def from_token(
+        cls,
+        server: str,
+        token: Any,
+        *,
+        ca_cert: str | os.PathLike[str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> KubeClient:
+        """A client authenticating with a bearer token (``str`` or ``Sensitive``)."""
+        configuration = k8s.Configuration()
+        configuration.host = server
+        raw = token.reveal() if hasattr(token, "reveal") else str(token)
+        configuration.api_key = {"BearerToken": raw}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        if ca_cert is not None:
+            configuration.ssl_ca_cert = str(ca_cert)
+        return cls(k8s.ApiClient(configuration), timeout=timeout)
+
+    # -- typed APIs -------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return str(self.api_client.configuration.host)
+
+    def core(self) -> Any:
+        return k8s.CoreV1Api(self.api_client)
+
+    def custom(self) -> Any:
+        return k8s.CustomObjectsApi(self.api_client)
+
+    def apiextensions(self) -> Any:
+        return k8s.ApiextensionsV1Api(self.api_client)
+
+    def coordination(self) -> Any:
+        return k8s.CoordinationV1Api(self.api_client)
+
+    def events(self) -> Any:
+        return k8s.EventsV1Api(self.api_client)
+
+    def authentication(self) -> Any:
+        return k8s.AuthenticationV1Api(self.api_client)
+
+    def authorization(self) -> Any:
+        return k8s.AuthorizationV1Api(self.api_client)
+
+    def dynamic(self) -> Any:
+        """The dynamic client (API discovery on first use), for objects of any kind."""
+        if self._dynamic is None:
+            from kubernetes.dynamic import DynamicClient
+
+            # a private discovery cache: the default one is a predictable file in /tmp
+            self._discovery_dir = tempfile.mkdtemp(prefix="vaultbridge-discovery-")
+            cache = os.path.join(self._discovery_dir, "discovery.json")
+            self._dynamic = DynamicClient(self.api_client, cache_file=cache)  # type: ignore[no-untyped-call]
+        return self._dynamic
+
+    def call(
+        self,
+        op: Operation,
+        method: Callable[..., Any],
+        *args: Any,
+        secrets: Iterable[str] = (),
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Run one typed-API ``method`` and return the response as plain JSON (camelCase keys).
+
+        Every failure becomes a :class:`~vaultbridge.kube.errors.KubeError` (``secrets`` are
+        scrubbed from its message; the chained client exception loses its response body).
+        """
+        try:
+            response = method(
+                *args,
+                _preload_content=False,
+                _request_timeout=timeout if timeout is not None else self.timeout,
+                **kwargs,
+            )
+            try:
+                raw = response.data
+            finally:
+                response.release_conn()
+            decoded = json.loads(raw) if raw else {}
+        except TRANSLATABLE as exc:
+            raise_translated(exc, op, secrets=secrets)
+        if not isinstance(decoded, dict):
+            raise KubeError(f"unexpected response to {op.describe()}")
+        return decoded
+
+    def close(self) -> None:
+        self.api_client.close()
+        if self._discovery_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._discovery_dir, ignore_errors=True)
+            self._discovery_dir = None
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

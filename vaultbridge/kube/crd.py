@@ -1,0 +1,380 @@
+"""The CredentialRotation custom resource: read, list, watch, status writes, CRD install."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.watch.watch import iter_resp_lines
+
+from vaultbridge.kube.client import KubeClient
+from vaultbridge.kube.errors import (
+    TRANSLATABLE,
+    KubeError,
+    KubeNotFound,
+    KubeUnavailable,
+    KubeWatchExpired,
+    Operation,
+    raise_translated,
+)
+
+log = logging.getLogger(__name__)
+
+GROUP = "vaultbridge.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "CredentialRotation"
+PLURAL = "credentialrotations"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+WATCH_CHUNK_SECONDS = 290
+"""Server-side timeout of one watch request; the iterator reconnects from the last version."""
+
+
+def bundled_crd_path() -> Path:
+    """The CRD manifest shipped inside the package (identical to the Helm chart's copy)."""
+    return Path(__file__).resolve().parent.parent / "crds" / "credentialrotations.yaml"
+
+
+@dataclass(frozen=True)
+class ListSnapshot:
+    """A list result and the resourceVersion(s) to start watches from.
+
+    ``resource_versions`` maps each listed namespace (``None``: all namespaces) to the list's
+    resourceVersion; pass it to :meth:`CredentialRotationClient.watch` unchanged.
+    """
+
+    items: list[dict[str, Any]]
+    resource_versions: dict[str | None, str] = field(default_factory=dict)
+
+
+class CredentialRotationClient:
+    """CredentialRotation objects as plain JSON dicts (what the API server sends)."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+        self._api = kube.custom()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        op = Operation("get", PLURAL, namespace, name)
+        return self.kube.call(
+            op, self._api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+
+    def list(self, namespaces: list[str] | None = None) -> list[dict[str, Any]]:
+        """All objects in ``namespaces`` (``None``: every namespace)."""
+        return self.list_snapshot(namespaces).items
+
+    def list_snapshot(self, namespaces: builtins.list[str] | None = None) -> ListSnapshot:
+        items: builtins.list[dict[str, Any]] = []
+        versions: dict[str | None, str] = {}
+        for namespace in _scopes(namespaces):
+            result = self._list_one(namespace)
+            for item in result.get("items", []):
+                # list items carry no apiVersion/kind; fill them in so they look like a GET
+                item.setdefault("apiVersion", API_VERSION)
+                item.setdefault("kind", KIND)
+                items.append(item)
+            versions[namespace] = str(result.get("metadata", {}).get("resourceVersion", ""))
+        return ListSnapshot(items=items, resource_versions=versions)
+
+    def _list_one(self, namespace: str | None, **kwargs: Any) -> dict[str, Any]:
+        if namespace is None:
+            op = Operation("list", PLURAL)
+            return self.kube.call(
+                op, self._api.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs
+            )
+        op = Operation("list", PLURAL, namespace)
+        return self.kube.call(
+            op, self._api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, **kwargs
+        )
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def create(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj = {"apiVersion": API_VERSION, "kind": KIND, **body}
+        name = str(obj.get("metadata", {}).get("name", ""))
+        op = Operation("create", PLURAL, namespace, name)
+        return self.kube.call(
+            op, self._api.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, obj
+        )
+
+    def delete(self, namespace: str, name: str) -> None:
+        op = Operation("delete", PLURAL, namespace, name)
+        self.kube.call(
+            op,
+            self._api.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            propagation_policy="Background",
+        )
+
+    def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Replace ``.status`` wholly (keys not in ``status`` go away) via the status subresource.
+
+        One JSON Patch request: ``add /status`` replaces the member as a whole. With
+        ``resource_version`` the patch also carries ``metadata.resourceVersion``, which the
+        server treats as a precondition: a stale version fails with
+        :class:`~vaultbridge.kube.errors.KubeConflict` (re-read, then decide again). Spec and
+        ``metadata.generation`` are untouched. Returns the updated object.
+        """
+        patch: builtins.list[dict[str, Any]] = []
+        if resource_version is not None:
+            patch.append(
+                {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
+            )
+        patch.append({"op": "add", "path": "/status", "value": _plain(status)})
+        op = Operation("patch", f"{PLURAL}/status", namespace, name)
+        return self.kube.call(
+            op,
+            self._api.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            patch,
+            _content_type="application/json-patch+json",
+        )
+
+    # -- watch ------------------------------------------------------------------------------
+
+    def watch(
+        self,
+        namespaces: builtins.list[str] | None = None,
+        resource_version: str | Mapping[str | None, str] | None = None,
+        *,
+        timeout_seconds: float | None = None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(event_type, object)`` pairs: ADDED, MODIFIED, DELETED and BOOKMARK.
+
+        Start from the ``resource_versions`` of a :meth:`list_snapshot` of the same namespaces
+        (a plain string applies to every namespace). Bookmarks are requested; a BOOKMARK's
+        object holds only ``metadata.resourceVersion`` (and, for a namespaced stream, the
+        ``metadata.namespace`` it belongs to): remember it as the version to resume from.
+        The iterator reconnects by itself from the last version seen and ends after
+        ``timeout_seconds`` (``None``: never). ``KubeWatchExpired`` (410 Gone) means: list
+        again, then watch from the new snapshot. Several namespaces are watched by one
+        thread each, merged here; closing the iterator stops them.
+        """
+        scopes = _scopes(namespaces)
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+
+        def start(scope: str | None) -> str | None:
+            if resource_version is None or isinstance(resource_version, str):
+                return resource_version
+            return resource_version.get(scope)
+
+        if len(scopes) == 1:
+            yield from self._stream(scopes[0], start(scopes[0]), deadline, None)
+            return
+        stop = threading.Event()
+        yield from _merge([self._stream(s, start(s), deadline, stop) for s in scopes], stop)
+
+    def _stream(
+        self,
+        namespace: str | None,
+        resource_version: str | None,
+        deadline: float | None,
+        stop: threading.Event | None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        version = resource_version
+        op = Operation("watch", PLURAL, namespace)
+        while stop is None or not stop.is_set():
+            chunk = WATCH_CHUNK_SECONDS
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                chunk = max(1, min(chunk, int(remaining + 0.999)))
+            kwargs: dict[str, Any] = {
+                "watch": True,
+                "allow_watch_bookmarks": True,
+                "timeout_seconds": chunk,
+                "_preload_content": False,
+                "_request_timeout": (self.kube.timeout, chunk + 30),
+            }
+            if version:
+                kwargs["resource_version"] = version
+            try:
+                if namespace is None:
+                    response = self._api.list_cluster_custom_object(
+                        GROUP, VERSION, PLURAL, **kwargs
+                    )
+                else:
+                    response = self._api.list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, PLURAL, **kwargs
+                    )
+            except TRANSLATABLE as exc:
+                raise_translated(exc, op)
+            try:
+                for line in _lines(response, op):
+                    event = json.loads(line)
+                    kind = str(event.get("type", ""))
+                    obj = event.get("object") or {}
+                    if kind == "ERROR":
+                        code = int(obj.get("code", 0) or 0)
+                        message = str(obj.get("message", ""))
+                        if code == 410:
+                            raise KubeWatchExpired(
+                                f"watch of {PLURAL} expired (resourceVersion {version}): {message}",
+                                status=410,
+                                verb="watch",
+                                resource=PLURAL,
+                                namespace=namespace,
+                            )
+                        raise KubeError(
+                            f"watch of {PLURAL} failed ({code}): {message}",
+                            status=code,
+                            verb="watch",
+                            resource=PLURAL,
+                            namespace=namespace,
+                        )
+                    metadata = obj.setdefault("metadata", {})
+                    version = str(metadata.get("resourceVersion") or version or "") or None
+                    if kind == "BOOKMARK":
+                        if namespace is not None:
+                            metadata.setdefault("namespace", namespace)
+                    else:
+                        obj.setdefault("apiVersion", API_VERSION)
+                        obj.setdefault("kind", KIND)
+                    yield kind, obj
+                    if stop is not None and stop.is_set():
+                        return
+            finally:
+                response.close()
+                response.release_conn()
+
+    # -- the CRD itself -------------------------------------------------------------------
+
+    def install_crd(
+        self, yaml_path: str | Path | None = None, *, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Create or update the CRD from ``yaml_path`` (default: the bundled manifest) and wait
+        until the API server reports it Established (and its names accepted)."""
+        path = Path(yaml_path) if yaml_path is not None else bundled_crd_path()
+        manifest = yaml.safe_load(path.read_text())
+        name = str(manifest["metadata"]["name"])
+        api = self.kube.apiextensions()
+        get_op = Operation("get", "customresourcedefinitions", None, name)
+        try:
+            current = self.kube.call(get_op, api.read_custom_resource_definition, name)
+        except KubeNotFound:
+            current = None
+        if current is None:
+            op = Operation("create", "customresourcedefinitions", None, name)
+            self.kube.call(op, api.create_custom_resource_definition, manifest)
+        else:
+            body = dict(manifest)
+            body["metadata"] = {
+                **manifest["metadata"],
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            }
+            op = Operation("update", "customresourcedefinitions", None, name)
+            self.kube.call(op, api.replace_custom_resource_definition, name, body)
+        return self._wait_established(name, timeout)
+
+    def _wait_established(self, name: str, timeout: float) -> dict[str, Any]:
+        api = self.kube.apiextensions()
+        op = Operation("get", "customresourcedefinitions", None, name)
+        deadline = time.monotonic() + timeout
+        while True:
+            crd = self.kube.call(op, api.read_custom_resource_definition, name)
+            conditions = {
+                c.get("type"): c for c in crd.get("status", {}).get("conditions", []) or []
+            }
+            established = conditions.get("Established", {}).get("status") == "True"
+            names = conditions.get("NamesAccepted", {})
+            if names.get("status") == "False":
+                raise KubeError(
+                    f"CRD {name}: names not accepted: {names.get('message', '')}",
+                    resource="customresourcedefinitions",
+                    name=name,
+                )
+            if established:
+                return crd
+            if time.monotonic() > deadline:
+                raise KubeUnavailable(
+                    f"CRD {name} not Established after {timeout:.0f}s",
+                    resource="customresourcedefinitions",
+                    name=name,
+                )
+            time.sleep(0.2)
+
+
+def _scopes(namespaces: list[str] | None) -> list[str | None]:
+    if namespaces is None:
+        return [None]
+    if not namespaces:
+        raise ValueError("namespaces: an empty list watches nothing; pass None for all")
+    return list(dict.fromkeys(namespaces))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-compatible data (fails early, before a request, on odd types)."""
+    return json.loads(json.dumps(value))
+
+
+def _lines(response: Any, op: Operation) -> Iterator[str]:
+    try:
+        for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+            if line and not line.isspace():
+                yield line
+    except TRANSLATABLE as exc:
+        raise_translated(exc, op)
+
+
+def _merge(
+    streams: list[Iterator[tuple[str, dict[str, Any]]]], stop: threading.Event
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Interleave several blocking iterators, one daemon thread each."""
+    inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    def pump(stream: Iterator[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            for item in stream:
+                if stop.is_set():
+                    return
+                inbox.put(("event", item))
+            inbox.put(("done", None))
+        except BaseException as exc:
+            inbox.put(("error", exc))
+
+    threads = [
+        threading.Thread(target=pump, args=(s,), name="vaultbridge-watch", daemon=True)
+        for s in streams
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        running = len(threads)
+        while running:
+            kind, payload = inbox.get()
+            if kind == "event":
+                yield payload
+            elif kind == "done":
+                running -= 1
+            else:
+                raise payload
+    finally:
+        stop.set()

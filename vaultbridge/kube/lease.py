@@ -1,0 +1,203 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, driven by the caller (no threads here).
+
+Call :meth:`LeaderElector.try_acquire_or_renew` every ``retry_period`` seconds; act as leader
+only while :attr:`LeaderElector.is_leader` is true. Like client-go, expiry is judged by the
+local clock from the moment this process last saw the Lease record change, never by comparing
+the holder's ``renewTime`` with our clock, so clock skew between hosts does not matter.
+Every write carries the resourceVersion it was based on: of two contenders only one wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from vaultbridge.kube.client import KubeClient
+from vaultbridge.kube.errors import KubeConflict, KubeError, KubeNotFound, Operation
+
+log = logging.getLogger(__name__)
+
+
+def _micro_time(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaderElector:
+    """One candidate for the Lease ``namespace/name``."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        lease_duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_period: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not lease_duration > renew_deadline > retry_period > 0:
+            raise ValueError("need lease_duration > renew_deadline > retry_period > 0")
+        self.kube = client
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self._monotonic = monotonic
+        self._wall_clock = wall_clock
+        self._api = client.coordination()
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_at = 0.0
+        self._renewed_at: float | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        """True while our last successful acquire/renew is younger than ``renew_deadline``."""
+        return (
+            self._renewed_at is not None
+            and self._monotonic() - self._renewed_at < self.renew_deadline
+        )
+
+    @property
+    def holder(self) -> str | None:
+        """The holder seen in the last Lease record read (``None``: free or not read yet)."""
+        return None if self._observed is None else self._observed[0]
+
+    def try_acquire_or_renew(self) -> bool:
+        """One round: create, renew or take over the Lease. True when we hold it now.
+
+        API errors other than a lost race are logged and count as "not leader this round".
+        """
+        try:
+            return self._round()
+        except KubeError as exc:
+            log.warning("leader election on lease %s/%s: %s", self.namespace, self.name, exc)
+            if self._renewed_at is not None and not self.is_leader:
+                self._lost("renew deadline passed")
+            return False
+
+    def _round(self) -> bool:
+        now_wall = self._wall_clock()
+        now = self._monotonic()
+        op = Operation("get", "leases", self.namespace, self.name)
+        try:
+            lease = self.kube.call(op, self._api.read_namespaced_lease, self.name, self.namespace)
+        except KubeNotFound:
+            return self._create(now, now_wall)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or None
+        record = (
+            holder,
+            spec.get("renewTime"),
+            spec.get("leaseTransitions"),
+            spec.get("acquireTime"),
+        )
+        if record != self._observed:
+            self._observed = record
+            self._observed_at = now
+        duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+        ours = holder == self.identity
+        if holder and not ours and now < self._observed_at + duration:
+            if self._renewed_at is not None:
+                self._lost(f"held by {holder}")
+            return False
+        transitions = int(spec.get("leaseTransitions") or 0)
+        new_spec: dict[str, Any] = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.lease_duration)),
+            "renewTime": _micro_time(now_wall),
+            "acquireTime": spec.get("acquireTime") if ours else _micro_time(now_wall),
+            "leaseTransitions": transitions if ours else transitions + 1,
+        }
+        if not new_spec["acquireTime"]:
+            new_spec["acquireTime"] = _micro_time(now_wall)
+        body = {**lease, "spec": {**spec, **new_spec}}
+        op = Operation("update", "leases", self.namespace, self.name)
+        try:
+            updated = self.kube.call(
+                op, self._api.replace_namespaced_lease, self.name, self.namespace, body
+            )
+        except KubeConflict:
+            if self._renewed_at is not None and not self.is_leader:
+                self._lost("lost a race for the lease")
+            return False
+        if not ours:
+            log.info(
+                "became leader (lease %s/%s, took over from %s)",
+                self.namespace,
+                self.name,
+                holder or "nobody",
+            )
+        self._seen(updated, now)
+        return True
+
+    def _create(self, now: float, now_wall: float) -> bool:
+        stamp = _micro_time(now_wall)
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": max(1, round(self.lease_duration)),
+                "acquireTime": stamp,
+                "renewTime": stamp,
+                "leaseTransitions": 0,
+            },
+        }
+        op = Operation("create", "leases", self.namespace, self.name)
+        try:
+            created = self.kube.call(op, self._api.create_namespaced_lease, self.namespace, body)
+        except KubeConflict:  # someone else created it first
+            return False
+        log.info("became leader (created lease %s/%s)", self.namespace, self.name)
+        self._seen(created, now)
+        return True
+
+    def _seen(self, lease: dict[str, Any], now: float) -> None:
+        spec = lease.get("spec") or {}
+        self._observed = (
+            spec.get("holderIdentity") or None,
+            spec.get("renewTime"),
+            spec.get("leaseTransitions"),
+            spec.get("acquireTime"),
+        )
+        self._observed_at = now
+        self._renewed_at = now
+
+    def _lost(self, why: str) -> None:
+        log.warning("lost leadership of lease %s/%s: %s", self.namespace, self.name, why)
+        self._renewed_at = None
+
+    def release(self) -> None:
+        """Give the Lease up at once (when we hold it) so another candidate need not wait."""
+        if self._renewed_at is None:
+            return
+        self._renewed_at = None
+        try:
+            op = Operation("get", "leases", self.namespace, self.name)
+            lease = self.kube.call(op, self._api.read_namespaced_lease, self.name, self.namespace)
+            spec = dict(lease.get("spec") or {})
+            if spec.get("holderIdentity") != self.identity:
+                return
+            spec.pop("holderIdentity", None)
+            spec["leaseDurationSeconds"] = 1
+            spec["renewTime"] = _micro_time(self._wall_clock())
+            op = Operation("update", "leases", self.namespace, self.name)
+            self.kube.call(
+                op,
+                self._api.replace_namespaced_lease,
+                self.name,
+                self.namespace,
+                {**lease, "spec": spec},
+            )
+            log.info("released lease %s/%s", self.namespace, self.name)
+        except KubeError as exc:
+            log.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)

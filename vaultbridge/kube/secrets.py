@@ -1,0 +1,406 @@
+"""The Secrets vaultbridge owns: read them, and write them without trampling anyone else.
+
+A write creates or updates the Secret with optimistic concurrency (resourceVersion; a 409 is
+re-read and retried with backoff), sets vaultbridge's label and annotations, keeps every label,
+annotation and data key it does not own, points the ownerReferences at the CredentialRotation
+(controller) plus its ``extraOwners``, and refuses to take over a Secret that something else
+controls unless told to adopt it. Values are revealed only while building the request body.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaultbridge.kube.client import KubeClient
+from vaultbridge.kube.errors import (
+    TRANSLATABLE,
+    KubeConflict,
+    KubeError,
+    KubeNotFound,
+    KubeOwnershipError,
+    Operation,
+    raise_translated,
+)
+from vaultbridge.model.sensitive import Sensitive
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "vaultbridge"
+VERSION_ANNOTATION = "vaultbridge.io/vault-version"
+ROTATION_ANNOTATION = "vaultbridge.io/rotation-id"
+EXTRA_OWNERS_ANNOTATION = "vaultbridge.io/extra-owners"
+"""uids of the extra ownerReferences vaultbridge added, so that it can drop stale ones later."""
+
+
+@dataclass(frozen=True)
+class OwnerInfo:
+    """The object that controls a Secret (the CredentialRotation)."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+    def reference(self, *, controller: bool) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": controller,
+            "blockOwnerDeletion": controller,
+        }
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> OwnerInfo:
+        """The owner info of a raw object (a dict as the API server sends it)."""
+        metadata = obj["metadata"]
+        return cls(str(obj["apiVersion"]), str(obj["kind"]), metadata["name"], metadata["uid"])
+
+
+@dataclass(frozen=True)
+class OwnedSecret:
+    """A Secret as read back: data decoded (UTF-8) and wrapped in :class:`Sensitive`."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    type: str
+    data: dict[str, Sensitive] = field(repr=False)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    owner_references: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def controller(self) -> dict[str, Any] | None:
+        """The ownerReference with ``controller: true``, if any."""
+        return _controller_of(self.owner_references)
+
+    def is_controlled_by(self, uid: str) -> bool:
+        ref = self.controller
+        return ref is not None and ref.get("uid") == uid
+
+    @property
+    def vault_version(self) -> int | None:
+        value = self.annotations.get(VERSION_ANNOTATION)
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def rotation_id(self) -> str | None:
+        return self.annotations.get(ROTATION_ANNOTATION)
+
+
+class SecretSink:
+    """Reads and writes the Secrets of CredentialRotations."""
+
+    def __init__(self, kube: KubeClient, *, max_attempts: int = 5, backoff: float = 0.05) -> None:
+        self.kube = kube
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self._core = kube.core()
+
+    def get(self, namespace: str, name: str) -> OwnedSecret | None:
+        raw = self._read(namespace, name)
+        return None if raw is None else _decode(raw)
+
+    def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        op = Operation("get", "secrets", namespace, name)
+        try:
+            return self.kube.call(op, self._core.read_namespaced_secret, name, namespace)
+        except KubeNotFound:
+            return None
+
+    def write(  # noqa: PLR0917 - the contract's signature
+        self,
+        namespace: str,
+        name: str,
+        owner: OwnerInfo,
+        extra_owners: Sequence[tuple[str, str, str]],
+        data: Mapping[str, Sensitive],
+        version_annotation: str,
+        rotation_id: str,
+        adopt: bool = False,
+    ) -> OwnedSecret:
+        """Create or update Secret ``namespace/name`` with ``data`` (other keys are kept).
+
+        ``extra_owners`` are ``(apiVersion, kind, name)`` in the same namespace; each is looked
+        up for its uid (``KubeNotFound`` when one does not exist). Raises
+        :class:`KubeOwnershipError` when the Secret exists and is not controlled by ``owner``
+        (unless ``adopt``: then ``owner`` becomes the controller and the previous controller,
+        if any, is kept as a plain owner). ``KubeConflict`` after ``max_attempts`` lost races.
+        """
+        for key, value in data.items():
+            if not isinstance(value, Sensitive):
+                raise TypeError(f"data[{key!r}] must be Sensitive, not {type(value).__name__}")
+        extras = [self._resolve_owner(namespace, *ref) for ref in extra_owners]
+        encoded = {k: _b64(v.reveal()) for k, v in data.items()}
+        secrets = [v.reveal() for v in data.values()]
+        started = time.monotonic()
+        for attempt in range(1, self.max_attempts + 1):
+            current = self._read(namespace, name)
+            if current is None:
+                body = _new_body(name, owner, extras, encoded, version_annotation, rotation_id)
+                op = Operation("create", "secrets", namespace, name)
+                try:
+                    result = self.kube.call(
+                        op, self._core.create_namespaced_secret, namespace, body, secrets=secrets
+                    )
+                except KubeConflict:  # created meanwhile: read it and decide again
+                    self._pause(attempt)
+                    continue
+            else:
+                self._check_ownership(current, owner, adopt)
+                body = _merged_body(
+                    current, owner, extras, encoded, version_annotation, rotation_id
+                )
+                if _same(current, body):
+                    log.debug("Secret %s/%s already up to date", namespace, name)
+                    return _decode(current)
+                secrets_all = secrets + _values(current)
+                op = Operation("update", "secrets", namespace, name)
+                try:
+                    result = self.kube.call(
+                        op,
+                        self._core.replace_namespaced_secret,
+                        name,
+                        namespace,
+                        body,
+                        secrets=secrets_all,
+                    )
+                except KubeConflict:
+                    log.info(
+                        "Secret %s/%s changed while writing it (attempt %d); retrying",
+                        namespace,
+                        name,
+                        attempt,
+                    )
+                    self._pause(attempt)
+                    continue
+            log.info(
+                "wrote Secret %s/%s (vault version %s, rotation %s, %d attempt(s), %.0f ms)",
+                namespace,
+                name,
+                version_annotation,
+                rotation_id,
+                attempt,
+                (time.monotonic() - started) * 1000,
+            )
+            return _decode(result)
+        raise KubeConflict(
+            f"conflict: Secret {name!r} in namespace {namespace!r} kept changing; "
+            f"gave up after {self.max_attempts} attempts",
+            status=409,
+            verb="update",
+            resource="secrets",
+            namespace=namespace,
+            name=name,
+        )
+
+    def _pause(self, attempt: int) -> None:
+        time.sleep(min(self.backoff * (2 ** (attempt - 1)), 2.0))
+
+    def _check_ownership(self, current: Mapping[str, Any], owner: OwnerInfo, adopt: bool) -> None:
+        metadata = current.get("metadata", {})
+        ref = _controller_of(metadata.get("ownerReferences") or [])
+        if ref is not None and ref.get("uid") == owner.uid:
+            return
+        if adopt:
+            log.warning(
+                "adopting Secret %s/%s (controller was %s)",
+                metadata.get("namespace"),
+                metadata.get("name"),
+                _describe(ref),
+            )
+            return
+        namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+        controller = _describe(ref) if ref is not None else None
+        held = f"is controlled by {controller}" if controller else "has no controller"
+        raise KubeOwnershipError(
+            f"refusing to take over Secret {name!r} in namespace {namespace!r}: it {held}, "
+            f"not {owner.kind} {owner.name!r} (set spec.secret.adopt: true to take it over)",
+            namespace=namespace,
+            name=name,
+            controller=controller,
+        )
+
+    def _resolve_owner(
+        self, namespace: str, api_version: str, kind: str, name: str
+    ) -> dict[str, Any]:
+        op = Operation("get", kind, namespace, name)
+        try:
+            dynamic = self.kube.dynamic()
+            resource = dynamic.resources.get(api_version=api_version, kind=kind)
+            obj = resource.get(name=name, namespace=namespace if resource.namespaced else None)
+            uid = str(obj.metadata.uid)
+        except TRANSLATABLE as exc:
+            raise_translated(exc, op)
+        except Exception as exc:  # the dynamic client's own errors (unknown kind, ...)
+            if type(exc).__name__ == "ResourceNotFoundError":
+                raise KubeNotFound(
+                    f"extra owner: no resource kind {kind!r} in {api_version!r}",
+                    verb="get",
+                    resource=kind,
+                    namespace=namespace,
+                    name=name,
+                ) from None
+            raise KubeError(
+                f"extra owner {kind} {name!r}: {type(exc).__name__}",
+                verb="get",
+                resource=kind,
+                namespace=namespace,
+                name=name,
+            ) from exc
+        return {
+            "apiVersion": api_version,
+            "kind": kind,
+            "name": name,
+            "uid": uid,
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
+
+
+def _controller_of(refs: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    for ref in refs:
+        if ref.get("controller"):
+            return dict(ref)
+    return None
+
+
+def _describe(ref: Mapping[str, Any] | None) -> str:
+    if ref is None:
+        return "nothing"
+    return f"{ref.get('kind')} {ref.get('name')!r} ({ref.get('apiVersion')}, uid {ref.get('uid')})"
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode("utf-8", "surrogateescape")).decode("ascii")
+
+
+def _values(raw: Mapping[str, Any]) -> list[str]:
+    return [str(v) for v in (raw.get("data") or {}).values()] + [
+        s.reveal() for s in _decode_data(raw).values()
+    ]
+
+
+def _decode_data(raw: Mapping[str, Any]) -> dict[str, Sensitive]:
+    out: dict[str, Sensitive] = {}
+    for key, value in (raw.get("data") or {}).items():
+        out[key] = Sensitive(base64.b64decode(value).decode("utf-8", "surrogateescape"))
+    return out
+
+
+def _decode(raw: Mapping[str, Any]) -> OwnedSecret:
+    metadata = raw.get("metadata", {})
+    return OwnedSecret(
+        namespace=str(metadata.get("namespace", "")),
+        name=str(metadata.get("name", "")),
+        uid=str(metadata.get("uid", "")),
+        resource_version=str(metadata.get("resourceVersion", "")),
+        type=str(raw.get("type", "Opaque")),
+        data=_decode_data(raw),
+        labels=dict(metadata.get("labels") or {}),
+        annotations=dict(metadata.get("annotations") or {}),
+        owner_references=[dict(r) for r in metadata.get("ownerReferences") or []],
+    )
+
+
+def _ours(version: str, rotation_id: str, extras: list[dict[str, Any]]) -> dict[str, str]:
+    annotations = {VERSION_ANNOTATION: version, ROTATION_ANNOTATION: rotation_id}
+    if extras:
+        annotations[EXTRA_OWNERS_ANNOTATION] = ",".join(sorted(e["uid"] for e in extras))
+    return annotations
+
+
+def _new_body(  # noqa: PLR0917
+    name: str,
+    owner: OwnerInfo,
+    extras: list[dict[str, Any]],
+    encoded: dict[str, str],
+    version: str,
+    rotation_id: str,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+            "annotations": _ours(version, rotation_id, extras),
+            "ownerReferences": [owner.reference(controller=True), *extras],
+        },
+        "type": "Opaque",
+        "data": dict(encoded),
+    }
+
+
+def _merged_body(  # noqa: PLR0917
+    current: Mapping[str, Any],
+    owner: OwnerInfo,
+    extras: list[dict[str, Any]],
+    encoded: dict[str, str],
+    version: str,
+    rotation_id: str,
+) -> dict[str, Any]:
+    metadata = dict(current.get("metadata", {}))
+    annotations = dict(metadata.get("annotations") or {})
+    ours_before = set(filter(None, annotations.get(EXTRA_OWNERS_ANNOTATION, "").split(",")))
+    annotations.pop(EXTRA_OWNERS_ANNOTATION, None)
+    annotations.update(_ours(version, rotation_id, extras))
+    labels = {**(metadata.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    extra_uids = {e["uid"] for e in extras}
+    refs: list[dict[str, Any]] = [owner.reference(controller=True), *extras]
+    for ref in metadata.get("ownerReferences") or []:
+        uid = ref.get("uid")
+        if uid == owner.uid or uid in extra_uids or uid in ours_before:
+            continue  # ours: rebuilt above (or a stale extra owner, dropped)
+        kept = dict(ref)
+        if kept.get("controller"):  # adopting: the former controller stays a plain owner
+            kept.update(controller=False, blockOwnerDeletion=False)
+        refs.append(kept)
+    # everything else in metadata (uid, finalizers, managedFields, ...) goes back unchanged
+    new_metadata = {
+        **metadata,
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": refs,
+    }
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": new_metadata,
+        "type": current.get("type", "Opaque"),  # the type of a Secret cannot change
+        "data": {**(current.get("data") or {}), **encoded},
+    }
+    if current.get("immutable") is not None:
+        body["immutable"] = current["immutable"]
+    return body
+
+
+def _same(current: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+    cur, new = current.get("metadata", {}), body["metadata"]
+    return (
+        (current.get("data") or {}) == body["data"]
+        and (cur.get("labels") or {}) == new["labels"]
+        and (cur.get("annotations") or {}) == new["annotations"]
+        and [_ref_key(r) for r in cur.get("ownerReferences") or []]
+        == [_ref_key(r) for r in new["ownerReferences"]]
+    )
+
+
+def _ref_key(ref: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        ref.get("apiVersion"),
+        ref.get("kind"),
+        ref.get("name"),
+        ref.get("uid"),
+        bool(ref.get("controller")),
+        bool(ref.get("blockOwnerDeletion")),
+    )

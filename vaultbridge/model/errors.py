@@ -1,0 +1,29 @@
+"""The error vocabulary every adapter translates its library's exceptions into.
+
+The engine only needs to know three things about a failure: which backend, a CamelCase reason
+for conditions and Events, and whether trying again later can help. Messages say what and where
+and never hold a credential value.
+"""
+
+from __future__ import annotations
+
+
+class BackendError(Exception):
+    """A Vault, Kubernetes or Ceph request failed.
+
+    ``transient`` is True when the same request may succeed later (timeouts, no quorum, 5xx);
+    False for configuration or permission problems that need a human.
+    """
+
+    backend = "backend"
+    reason = "BackendError"
+    transient = True
+
+
+class PreconditionError(Exception):
+    """The credential's spec and the world disagree before anything was changed."""
+
+    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.transient = transient

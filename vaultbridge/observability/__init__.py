@@ -1,0 +1,1 @@
+"""Metrics, health endpoints and a logger that never prints a secret."""

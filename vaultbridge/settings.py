@@ -1,0 +1,161 @@
+"""Settings from the environment (prefix ``VAULTBRIDGE_``, nested delimiter ``__``) or a YAML file.
+
+Bad settings fail at start with one clear line per problem; a value is never echoed back, so a
+mistyped token cannot leak into a log.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "VAULTBRIDGE_"
+CONFIG_FILE_VARIABLE = "VAULTBRIDGE_CONFIG"
+
+
+class VaultSettings(BaseModel):
+    addr: str = "http://127.0.0.1:8200"
+    auth: Literal["token", "kubernetes", "approle", "agent"] = "token"
+    token: SecretStr | None = None
+    role: str | None = None
+    token_file: Path | None = None
+    cacert: Path | None = None
+    namespace: str | None = None
+    kubernetes_mount: str = "kubernetes"
+    jwt_file: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    approle_mount: str = "approle"
+    secret_id: SecretStr | None = None
+    secret_id_file: Path | None = None
+    timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("addr")
+    @classmethod
+    def _addr_is_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def missing(self) -> list[str]:
+        """What the chosen auth method still needs (checked when Vault is first used)."""
+        needs = []
+        if self.auth == "token" and (self.token is None or not self.token.get_secret_value()):
+            needs.append("auth=token needs VAULTBRIDGE_VAULT__TOKEN")
+        if self.auth in ("kubernetes", "approle") and not self.role:
+            needs.append(f"auth={self.auth} needs VAULTBRIDGE_VAULT__ROLE")
+        if self.auth == "approle" and self.secret_id is None and self.secret_id_file is None:
+            needs.append(
+                "auth=approle needs VAULTBRIDGE_VAULT__SECRET_ID or VAULTBRIDGE_VAULT__SECRET_ID_FILE"  # noqa: E501
+            )
+        if self.auth == "agent" and self.token_file is None:
+            needs.append("auth=agent needs VAULTBRIDGE_VAULT__TOKEN_FILE (the Vault Agent sink)")
+        return [f"VAULTBRIDGE_VAULT__AUTH: {need}" for need in needs]
+
+
+class KubeSettings(BaseModel):
+    kubeconfig: Path | None = None
+    namespaces: list[str] = Field(default_factory=list)  # empty: every namespace
+    lease_namespace: str | None = None
+    lease_name: str = "vaultbridge-leader"
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class CephSettings(BaseModel):
+    conf: Path = Path("/etc/ceph/ceph.conf")
+    user: str = "client.admin"
+    keyring: Path | None = None
+    timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("user")
+    @classmethod
+    def _user_is_entity(cls, value: str) -> str:
+        if "." not in value:
+            raise ValueError("must be a full entity name such as client.vaultbridge")
+        return value
+
+
+class HttpSettings(BaseModel):
+    port: int = Field(default=8080, ge=0, le=65535)
+    bind: str = "0.0.0.0"  # noqa: S104 - a controller Pod serves metrics to the cluster
+
+
+class TriggerSettings(BaseModel):
+    poll_interval: float = Field(default=30.0, ge=0)
+    poll_budget: int = Field(default=100, ge=1)
+    webhook_token: SecretStr | None = None
+    agent_file: Path | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    vault: VaultSettings = Field(default_factory=VaultSettings)
+    kube: KubeSettings = Field(default_factory=KubeSettings)
+    ceph: CephSettings = Field(default_factory=CephSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+class SettingsError(Exception):
+    """Settings are invalid; ``problems`` holds one line per problem, without values."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _variable_name(location: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in location if not str(part).startswith("function-")]
+    return ENV_PREFIX + "__".join(part.upper() for part in parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, or raise SettingsError with one line per problem."""
+    config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+    if config_file and not Path(config_file).is_file():
+        raise SettingsError([f"{CONFIG_FILE_VARIABLE}: config file {config_file} does not exist"])
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{_variable_name(tuple(error['loc']))}: {message}")
+        raise SettingsError(problems) from None
+    except Exception as exc:  # e.g. malformed JSON in a complex env value or a bad YAML file
+        raise SettingsError([f"settings could not be read: {type(exc).__name__}"]) from None

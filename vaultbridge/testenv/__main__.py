@@ -1,0 +1,60 @@
+"""``python -m vaultbridge.testenv up|down|status``: what testenv/up and testenv/down run."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vaultbridge.testenv import env as testenv
+from vaultbridge.testenv.common import TestenvError
+
+
+@click.group()
+def main() -> None:
+    """Real OpenBao, Ceph mons and Kubernetes API on loopback for tests and the demo."""
+
+
+@main.command()
+@click.option(
+    "--mons",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 5),
+    help="Number of Ceph monitors (3 for quorum tests).",
+)
+def up(mons: int) -> None:
+    """Start everything and write .testenv/env.sh (source it to use the servers)."""
+    try:
+        env = testenv.up(mons=mons)
+    except TestenvError as exc:
+        click.echo(f"testenv/up: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"OpenBao     {env.vault.addr}  (pid {env.vault.pid})")
+    click.echo(f"Ceph        {len(env.ceph.mon_ids)} mon(s), conf {env.ceph.conf}")
+    click.echo(f"Kubernetes  {env.kube.server}  kubeconfig {env.kube.kubeconfig}")
+    click.echo(f"ready in {env.started_seconds:.1f} s; now: . {testenv.default_state_dir()}/env.sh")
+
+
+@main.command()
+def down() -> None:
+    """Stop everything testenv/up started (by pid) and remove its data."""
+    if testenv.down():
+        click.echo("testenv/down: stopped and removed")
+    else:
+        click.echo("testenv/down: nothing was running")
+
+
+@main.command()
+def status() -> None:
+    """Say whether an environment from testenv/up is running."""
+    env = testenv.load()
+    if env is None:
+        click.echo("no test environment (run testenv/up)")
+        sys.exit(1)
+    click.echo(f"{'healthy' if env.healthy() else 'DEAD'}: data in {env.workdir}")
+    sys.exit(0 if env.healthy() else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Start and stop the whole environment (OpenBao, Ceph mons, Kubernetes API) as one unit.
+
+``up`` starts the three in parallel in one temp folder, writes a shell-sourceable ``env.sh`` and
+a ``state.json`` (pids, ports, paths) into the state folder (``.testenv/`` of the checkout by
+default); ``down`` reads that state, stops every process by pid and removes the data. A failure
+while starting stops whatever had started, so nothing half-started is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vaultbridge.testenv.bao import OpenBaoServer, start_openbao
+from vaultbridge.testenv.ceph import CephCluster, start_ceph
+from vaultbridge.testenv.common import TestenvError, pid_alive
+from vaultbridge.testenv.kube import KubeCluster, find_binaries, repo_root, start_kube
+
+
+def default_state_dir() -> Path:
+    root = repo_root()
+    return (root if root is not None else Path.cwd()) / ".testenv"
+
+
+@dataclass
+class Environment:
+    """The three running servers and where their data lives."""
+
+    workdir: Path
+    vault: OpenBaoServer
+    ceph: CephCluster
+    kube: KubeCluster
+    started_seconds: float = 0.0
+
+    def variables(self) -> dict[str, str]:
+        """The settings vaultbridge and the CLIs need to reach the three servers."""
+        path_dirs = [str(self.kube.bindir), str(Path(sys.executable).parent), "/usr/bin"]
+        return {
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "VAULT_ADDR": self.vault.addr,
+            "BAO_ADDR": self.vault.addr,
+            "VAULTBRIDGE_VAULT__ADDR": self.vault.addr,
+            "VAULTBRIDGE_VAULT__AUTH": "token",
+            "VAULTBRIDGE_VAULT__TOKEN": self.vault.token,
+            "VAULTBRIDGE_KUBE__KUBECONFIG": str(self.kube.kubeconfig),
+            "VAULTBRIDGE_CEPH__CONF": str(self.ceph.conf),
+            "VAULTBRIDGE_CEPH__USER": self.ceph.user,
+            "VAULTBRIDGE_CEPH__KEYRING": str(self.ceph.admin_keyring),
+            "CEPH_CONF": str(self.ceph.conf),
+            "CEPH_ARGS": f"--keyring {self.ceph.admin_keyring} --name {self.ceph.user}",
+            "VAULTBRIDGE_TESTENV_BIN": str(self.kube.bindir),
+            "PATH": ":".join(path_dirs) + ":$PATH",
+        }
+
+    def env_sh(self) -> str:
+        lines = ["# written by testenv/up; source it: . .testenv/env.sh"]
+        for key, value in self.variables().items():
+            if key == "PATH":
+                lines.append(f'export PATH="{value.removesuffix(":$PATH")}:$PATH"')
+            else:
+                lines.append(f"export {key}={shlex.quote(value)}")
+        return "\n".join(lines) + "\n"
+
+    def healthy(self) -> bool:
+        pids = [self.vault.pid, *self.ceph.pids.values(), *self.kube.pids.values()]
+        return all(pid_alive(pid) for pid in pids)
+
+    def stop(self) -> None:
+        for stopper in (self.kube.stop, self.ceph.stop, self.vault.stop):
+            try:
+                stopper()
+            except Exception as exc:  # keep stopping the others
+                print(f"testenv: stopping failed: {exc}", file=sys.stderr)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workdir": str(self.workdir),
+            "vault": self.vault.to_dict(),
+            "ceph": self.ceph.to_dict(),
+            "kube": self.kube.to_dict(),
+            "started_seconds": self.started_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Environment:
+        return cls(
+            workdir=Path(data["workdir"]),
+            vault=OpenBaoServer.from_dict(data["vault"]),
+            ceph=CephCluster.from_dict(data["ceph"]),
+            kube=KubeCluster.from_dict(data["kube"]),
+            started_seconds=float(data.get("started_seconds", 0.0)),
+        )
+
+
+def start(mons: int = 1, workdir: Path | None = None) -> Environment:
+    """Start OpenBao, ``mons`` Ceph monitors and the Kubernetes API, in parallel."""
+    if mons < 1:
+        raise TestenvError(f"--mons must be at least 1, got {mons}")
+    began = time.monotonic()
+    bindir = find_binaries()  # before anything starts: a failed build leaves nothing running
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="vaultbridge-testenv-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="testenv") as pool:
+        futures: dict[str, Future[Any]] = {
+            "vault": pool.submit(start_openbao, workdir / "openbao"),
+            "ceph": pool.submit(start_ceph, workdir / "ceph", mons),
+            "kube": pool.submit(start_kube, workdir / "kube", bindir),
+        }
+        started: dict[str, Any] = {}
+        errors: list[str] = []
+        for name, future in futures.items():
+            try:
+                started[name] = future.result()
+            except BaseException as exc:
+                errors.append(f"{name}: {exc}")
+    if errors:
+        for server in started.values():
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise TestenvError("could not start the test environment:\n  " + "\n  ".join(errors))
+    return Environment(
+        workdir=workdir,
+        vault=started["vault"],
+        ceph=started["ceph"],
+        kube=started["kube"],
+        started_seconds=time.monotonic() - began,
+    )
+
+
+def up(mons: int = 1, state_dir: Path | None = None) -> Environment:
+    """Start the environment and record it in ``state_dir`` (``.testenv/``)."""
+    state_dir = state_dir or default_state_dir()
+    existing = load(state_dir)
+    if existing is not None:
+        if existing.healthy():
+            raise TestenvError(
+                f"a test environment is already running (state in {state_dir}); "
+                "run testenv/down first"
+            )
+        existing.stop()
+    env = start(mons=mons)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "state.json").write_text(json.dumps(env.to_dict(), indent=2))
+    (state_dir / "env.sh").write_text(env.env_sh())
+    return env
+
+
+def load(state_dir: Path | None = None) -> Environment | None:
+    state = (state_dir or default_state_dir()) / "state.json"
+    if not state.exists():
+        return None
+    return Environment.from_dict(json.loads(state.read_text()))
+
+
+def down(state_dir: Path | None = None) -> bool:
+    """Stop what ``up`` started and remove its data. False when nothing was running."""
+    state_dir = state_dir or default_state_dir()
+    env = load(state_dir)
+    if env is None:
+        return False
+    env.stop()
+    for name in ("state.json", "env.sh"):
+        (state_dir / name).unlink(missing_ok=True)
+    return True

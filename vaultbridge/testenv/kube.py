@@ -1,0 +1,370 @@
+"""A real Kubernetes API on loopback: etcd, kube-apiserver and kube-controller-manager.
+
+The binaries are built from Go modules by ``testenv/build-bins`` (see ``find_binaries``). TLS
+everywhere, RBAC, ServiceAccount token issuing (TokenRequest/TokenReview, which Vault's
+Kubernetes auth needs), PodSecurity admission, and the controllers that make ownerReference
+garbage collection, namespace deletion and default ServiceAccounts real. No kubelet or scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vaultbridge.testenv.common import (
+    TestenvError,
+    free_port,
+    log_tail,
+    spawn,
+    stop_pid,
+    wait_until,
+)
+
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+)
+
+
+def repo_root() -> Path | None:
+    """The checkout this package runs from, when it is one (it has testenv/build-bins)."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "testenv" / "build-bins").exists() else None
+
+
+def find_binaries() -> Path:
+    """The folder holding the Go-built binaries, building them when missing.
+
+    ``VAULTBRIDGE_TESTENV_BIN`` wins; otherwise ``testenv/build-bins`` of this checkout is run
+    (it prints the cache folder at once when everything is built already).
+    """
+    explicit = os.environ.get("VAULTBRIDGE_TESTENV_BIN")
+    if explicit:
+        bindir = Path(explicit)
+    else:
+        root = repo_root()
+        if root is None:
+            raise TestenvError(
+                "Kubernetes binaries: set VAULTBRIDGE_TESTENV_BIN to the folder holding "
+                f"{', '.join(BINARIES)} (built by testenv/build-bins in a vaultbridge checkout)"
+            )
+        done = subprocess.run(
+            [str(root / "testenv" / "build-bins")], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise TestenvError(f"testenv/build-bins failed:\n{done.stderr.strip()[-2000:]}")
+        bindir = Path(done.stdout.strip().splitlines()[-1])
+    missing = [name for name in BINARIES if not os.access(bindir / name, os.X_OK)]
+    if missing:
+        raise TestenvError(f"Kubernetes binaries: {', '.join(missing)} missing in {bindir}")
+    return bindir
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    if shutil.which("openssl") is None:
+        raise TestenvError("openssl not found (apt-get install openssl)")
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise TestenvError(f"openssl {args[0]} failed: {done.stderr.strip()[-500:]}")
+
+
+def make_pki(pki: Path) -> None:
+    """CA, apiserver serving cert for 127.0.0.1, admin client cert, ServiceAccount key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    days = "3650"
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        days,
+        "-subj",
+        "/CN=vaultbridge-testenv-ca",
+        cwd=pki,
+    )
+    (pki / "serving.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"
+    )
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject, ext in (
+        ("apiserver", "/CN=kube-apiserver", "serving.ext"),
+        ("admin", "/O=system:masters/CN=vaultbridge-testenv-admin", "client.ext"),
+    ):
+        _openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subject,
+            cwd=pki,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            days,
+            "-extfile",
+            ext,
+            cwd=pki,
+        )
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key", cwd=pki)
+    _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "testenv",
+                        "cluster": {
+                            "server": server,
+                            "certificate-authority": str(pki / "ca.crt"),
+                        },
+                    }
+                ],
+                "users": [
+                    {
+                        "name": "admin",
+                        "user": {
+                            "client-certificate": str(pki / "admin.crt"),
+                            "client-key": str(pki / "admin.key"),
+                        },
+                    }
+                ],
+                "contexts": [
+                    {"name": "testenv", "context": {"cluster": "testenv", "user": "admin"}}
+                ],
+                "current-context": "testenv",
+            },
+            indent=2,
+        )
+    )
+    path.chmod(0o600)
+
+
+@dataclass
+class KubeCluster:
+    """A running etcd + kube-apiserver + kube-controller-manager."""
+
+    workdir: Path
+    bindir: Path
+    server: str
+    kubeconfig: Path
+    ca_cert: Path
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def _ssl(self) -> ssl.SSLContext:
+        pki = self.workdir / "pki"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        return ctx
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+        """A GET on the apiserver as the admin user (used for readiness checks)."""
+        request = urllib.request.Request(self.server + path)  # noqa: S310 - https to loopback
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=self._ssl()) as resp:  # noqa: S310
+                return int(resp.status), bytes(resp.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read()
+
+    def ready(self) -> bool:
+        status, body = self.get("/readyz")
+        return status == 200 and body.strip() == b"ok"
+
+    def stop(self) -> None:
+        # the controller-manager and apiserver first, etcd last, so nothing logs a lost store
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            pid = self.pids.get(name)
+            if pid:
+                stop_pid(pid)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("workdir", "bindir", "kubeconfig", "ca_cert"):
+            data[key] = str(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KubeCluster:
+        return cls(
+            workdir=Path(data["workdir"]),
+            bindir=Path(data["bindir"]),
+            server=data["server"],
+            kubeconfig=Path(data["kubeconfig"]),
+            ca_cert=Path(data["ca_cert"]),
+            pids={str(k): int(v) for k, v in data["pids"].items()},
+        )
+
+
+def start_kube(workdir: Path, bindir: Path | None = None, timeout: float = 90.0) -> KubeCluster:
+    """Start etcd, kube-apiserver and kube-controller-manager; return once all three answer."""
+    bindir = bindir or find_binaries()
+    workdir.mkdir(parents=True, exist_ok=True)
+    pki = workdir / "pki"
+    make_pki(pki)
+    etcd_port, etcd_peer, api_port, kcm_port = (free_port() for _ in range(4))
+    server = f"https://127.0.0.1:{api_port}"
+    cluster = KubeCluster(
+        workdir=workdir,
+        bindir=bindir,
+        server=server,
+        kubeconfig=workdir / "kubeconfig",
+        ca_cert=pki / "ca.crt",
+    )
+    write_kubeconfig(cluster.kubeconfig, server, pki)
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    try:
+        _start_etcd(cluster, etcd_port, etcd_peer, logs / "etcd.log", timeout)
+        _start_apiserver(cluster, etcd_port, api_port, logs / "kube-apiserver.log", timeout)
+        _start_controller_manager(cluster, kcm_port, logs / "kube-controller-manager.log", timeout)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _start_etcd(cluster: KubeCluster, port: int, peer: int, log: Path, timeout: float) -> None:
+    client_url = f"http://127.0.0.1:{port}"
+    peer_url = f"http://127.0.0.1:{peer}"
+    proc = spawn(
+        [
+            str(cluster.bindir / "etcd"),
+            "--name=testenv",
+            f"--data-dir={cluster.workdir / 'etcd'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=testenv={peer_url}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+        log=log,
+    )
+    cluster.pids["etcd"] = proc.pid
+
+    def etcd_healthy() -> bool:
+        with urllib.request.urlopen(f"{client_url}/health", timeout=1) as resp:  # noqa: S310
+            return bool(json.loads(resp.read()).get("health") == "true")
+
+    wait_until(
+        etcd_healthy, what=f"etcd on 127.0.0.1:{port}", timeout=timeout, process=proc, log=log
+    )
+
+
+def _start_apiserver(
+    cluster: KubeCluster, etcd_port: int, port: int, log: Path, timeout: float
+) -> None:
+    pki = cluster.workdir / "pki"
+    proc = spawn(
+        [
+            str(cluster.bindir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={cluster.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            "--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount",
+            "--profiling=false",
+            "--v=1",
+        ],
+        log=log,
+    )
+    cluster.pids["kube-apiserver"] = proc.pid
+    wait_until(
+        cluster.ready,
+        what=f"kube-apiserver on 127.0.0.1:{port} (/readyz)",
+        timeout=timeout,
+        process=proc,
+        log=log,
+    )
+
+
+def _start_controller_manager(cluster: KubeCluster, port: int, log: Path, timeout: float) -> None:
+    pki = cluster.workdir / "pki"
+    kubeconfig = str(cluster.kubeconfig)
+    proc = spawn(
+        [
+            str(cluster.bindir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={cluster.workdir / 'kcm-certs'}",
+            "--concurrent-gc-syncs=5",
+            "--v=1",
+        ],
+        log=log,
+    )
+    cluster.pids["kube-controller-manager"] = proc.pid
+
+    def default_service_account_exists() -> bool:
+        # the serviceaccount controller creates "default" in every namespace: proof it runs
+        status, _ = cluster.get("/api/v1/namespaces/default/serviceaccounts/default")
+        return status == 200
+
+    try:
+        wait_until(
+            default_service_account_exists,
+            what="kube-controller-manager (default ServiceAccount never appeared)",
+            timeout=timeout,
+            process=proc,
+            log=log,
+        )
+    except TestenvError as exc:
+        raise TestenvError(f"{exc}{log_tail(log)}") from None

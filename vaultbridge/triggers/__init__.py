@@ -1,0 +1,1 @@
+"""Schedules, Vault change detection and webhooks: the only package importing apscheduler."""
