@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from tabulate import tabulate
 
-from vaultbridge import app as application
+import vaultbridge.app as application
 from vaultbridge.engine.engine import Outcome
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.spec import CredentialRef, SpecError
@@ -27,7 +27,11 @@ from vaultbridge.settings import SettingsError, load_settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 output_option = click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
     help="Print a table for people or JSON for scripts.",
 )
 
@@ -54,8 +58,9 @@ def clear_errors() -> Iterator[None]:
         fail(str(exc), 2)
 
 
-def parse_ref(_ctx: click.Context, _param: click.Parameter, value: str | None
-              ) -> CredentialRef | None:
+def parse_ref(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> CredentialRef | None:
     if value is None:
         return None
     try:
@@ -82,12 +87,22 @@ def main() -> None:
 
 def print_outcome(outcome: Outcome, output: str) -> None:
     if output == "json":
-        click.echo(json.dumps({
-            "credential": str(outcome.ref), "result": outcome.result, "version": outcome.version,
-            "message": outcome.message, "reason": outcome.reason, "plan": outcome.plan,
-            "retryAfterSeconds": outcome.retry_after.total_seconds()
-            if outcome.retry_after else None,
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "credential": str(outcome.ref),
+                    "result": outcome.result,
+                    "version": outcome.version,
+                    "message": outcome.message,
+                    "reason": outcome.reason,
+                    "plan": outcome.plan,
+                    "retryAfterSeconds": outcome.retry_after.total_seconds()
+                    if outcome.retry_after
+                    else None,
+                },
+                indent=2,
+            )
+        )
         return
     for number, line in enumerate(outcome.plan, 1):
         click.echo(f"  {number}. {line}")
@@ -99,8 +114,9 @@ def print_outcome(outcome: Outcome, output: str) -> None:
 
 @main.command()
 @click.argument("credential", metavar="NS/NAME", callback=parse_ref)
-@click.option("--dry-run", is_flag=True, help="Precheck: read, validate and print the plan; "
-              "change nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Precheck: read, validate and print the plan; change nothing."
+)
 @output_option
 def sync(credential: CredentialRef, dry_run: bool, output: str) -> None:
     """Propagate the latest Vault version (or the Secret's edit) to Ceph now.
@@ -129,8 +145,12 @@ def rotate(credential: CredentialRef, dry_run: bool, output: str) -> None:
 
 @main.command()
 @click.argument("credential", metavar="NS/NAME", callback=parse_ref)
-@click.option("--to-version", type=click.IntRange(min=1), default=None,
-              help="The Vault version to go back to (default: the previous verified one).")
+@click.option(
+    "--to-version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The Vault version to go back to (default: the previous verified one).",
+)
 @output_option
 def rollback(credential: CredentialRef, to_version: int | None, output: str) -> None:
     """Go back to an earlier verified version (Ceph, the Secret and the Vault labels)."""
@@ -162,11 +182,34 @@ def status(credential: CredentialRef | None, output: str) -> None:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     now = datetime.now(UTC)
-    table = [[r["credential"], r["target"], r["currentVersion"], r["previousVersion"],
-              _age(r["lastRotationTime"], now), r["phase"], r["ready"], r["compliant"]]
-             for r in rows]
-    click.echo(tabulate(table, headers=["CREDENTIAL", "TARGET", "CURRENT", "PREVIOUS", "AGE",
-                                        "PHASE", "READY", "COMPLIANT"]))
+    table = [
+        [
+            r["credential"],
+            r["target"],
+            r["currentVersion"],
+            r["previousVersion"],
+            _age(r["lastRotationTime"], now),
+            r["phase"],
+            r["ready"],
+            r["compliant"],
+        ]
+        for r in rows
+    ]
+    click.echo(
+        tabulate(
+            table,
+            headers=[
+                "CREDENTIAL",
+                "TARGET",
+                "CURRENT",
+                "PREVIOUS",
+                "AGE",
+                "PHASE",
+                "READY",
+                "COMPLIANT",
+            ],
+        )
+    )
 
 
 @main.command()
@@ -180,10 +223,22 @@ def history(credential: CredentialRef, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(entries, indent=2, default=str))
         return
-    click.echo(tabulate([[e["rotationId"], e["version"], e["result"], e["startedAt"],
-                          e["finishedAt"], e["reason"]] for e in entries],
-                        headers=["ROTATION", "VERSION", "RESULT", "STARTED", "FINISHED",
-                                 "REASON"]))
+    click.echo(
+        tabulate(
+            [
+                [
+                    e["rotationId"],
+                    e["version"],
+                    e["result"],
+                    e["startedAt"],
+                    e["finishedAt"],
+                    e["reason"],
+                ]
+                for e in entries
+            ],
+            headers=["ROTATION", "VERSION", "RESULT", "STARTED", "FINISHED", "REASON"],
+        )
+    )
 
 
 @main.command()
@@ -197,8 +252,12 @@ def check(output: str) -> None:
     if output == "json":
         click.echo(json.dumps([r.__dict__ for r in results], indent=2))
     else:
-        click.echo(tabulate([[r.backend, "ok" if r.ok else "FAIL", r.detail] for r in results],
-                            headers=["BACKEND", "RESULT", "DETAIL"]))
+        click.echo(
+            tabulate(
+                [[r.backend, "ok" if r.ok else "FAIL", r.detail] for r in results],
+                headers=["BACKEND", "RESULT", "DETAIL"],
+            )
+        )
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 
@@ -211,8 +270,13 @@ def run() -> None:
 
 
 @main.command()
-@click.option("--mons", default=1, show_default=True, type=click.IntRange(1, 5),
-              help="Ceph monitors to start.")
+@click.option(
+    "--mons",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 5),
+    help="Ceph monitors to start.",
+)
 @click.option("--keep", is_flag=True, help="Leave the environment running afterwards.")
 def demo(mons: int, keep: bool) -> None:
     """Start OpenBao, Ceph mons and a Kubernetes API on loopback and rotate a few credentials."""

@@ -153,59 +153,18 @@ def test_openbao_kubernetes_auth_with_token_request(
         rbac.delete_cluster_role_binding(binding)
 
 
-TEST_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "widgets.testenv.vaultbridge.io"},
-    "spec": {
-        "group": "testenv.vaultbridge.io",
-        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-
-
 def test_secret_owned_by_custom_resource_is_garbage_collected(
     api: k8s.ApiClient, namespace: str
 ) -> None:
-    ext = k8s.ApiextensionsV1Api(api)
-    try:
-        ext.create_custom_resource_definition(TEST_CRD)
-    except k8s.ApiException as exc:
-        if exc.status != 409:
-            raise
-
-    def established() -> bool:
-        crd = ext.read_custom_resource_definition(TEST_CRD["metadata"]["name"])
-        return any(
-            c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
-        )
-
-    poll(established, "test CRD established", 30)
+    # CephObjectStore (ceph.rook.io/v1) is the environment's stand-in test CRD, installed before
+    # the controller-manager starts so its garbage collector watches it from the outset
     custom = k8s.CustomObjectsApi(api)
     owner = custom.create_namespaced_custom_object(
-        "testenv.vaultbridge.io",
+        "ceph.rook.io",
         "v1",
         namespace,
-        "widgets",
-        {
-            "apiVersion": "testenv.vaultbridge.io/v1",
-            "kind": "Widget",
-            "metadata": {"name": "owner"},
-        },
+        "cephobjectstores",
+        {"apiVersion": "ceph.rook.io/v1", "kind": "CephObjectStore", "metadata": {"name": "owner"}},
     )
     core = k8s.CoreV1Api(api)
     core.create_namespaced_secret(
@@ -215,8 +174,8 @@ def test_secret_owned_by_custom_resource_is_garbage_collected(
                 name="owned",
                 owner_references=[
                     k8s.V1OwnerReference(
-                        api_version="testenv.vaultbridge.io/v1",
-                        kind="Widget",
+                        api_version="ceph.rook.io/v1",
+                        kind="CephObjectStore",
                         name="owner",
                         uid=owner["metadata"]["uid"],
                         controller=True,
@@ -228,7 +187,7 @@ def test_secret_owned_by_custom_resource_is_garbage_collected(
         ),
     )
     custom.delete_namespaced_custom_object(
-        "testenv.vaultbridge.io", "v1", namespace, "widgets", "owner"
+        "ceph.rook.io", "v1", namespace, "cephobjectstores", "owner"
     )
 
     def secret_gone() -> bool:
@@ -274,7 +233,9 @@ def _mon(conn: rados.Rados, cmd: dict[str, Any], inbuf: bytes = b"") -> bytes:
     return bytes(out)
 
 
-def _exercise_config_and_auth(ceph: CephCluster, label: str, *, check_wrong_key: bool = True) -> None:
+def _exercise_config_and_auth(
+    ceph: CephCluster, label: str, *, check_wrong_key: bool = True
+) -> None:
     admin = _admin(ceph)
     try:
         value = f"pw-{label}-{uuid.uuid4().hex}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno as _errno
 
+from vaultbridge.model.errors import BackendError
+
 __all__ = [
     "CephError",
     "CephPermissionDenied",
@@ -19,7 +21,8 @@ __all__ = [
 ]
 
 
-class CephError(Exception):
+class CephError(BackendError):
+    backend = "ceph"
     """Base class. ``errno`` is the positive errno Ceph answered with, when there was one."""
 
     transient = False

@@ -24,7 +24,6 @@ from vaultbridge.engine.ports import (
     CredentialRepository,
     EventRecorder,
     SecretStore,
-    StoredSecret,
     VaultStore,
 )
 from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver
@@ -123,18 +122,29 @@ class Engine:
         status = credential.status
         target = to_version if to_version is not None else status.previous_version
         if credential.spec.source is None:
-            return Outcome(ref, "failed", reason="NoVersionHistory",
-                           message=f"{ref}: the Secret is the source; there are no versions to "
-                           "roll back to")
+            return Outcome(
+                ref,
+                "failed",
+                reason="NoVersionHistory",
+                message=f"{ref}: the Secret is the source; there are no versions to roll back to",
+            )
         if target is None:
-            return Outcome(ref, "failed", reason="NoPreviousVersion",
-                           message=f"{ref}: no previous verified version recorded")
+            return Outcome(
+                ref,
+                "failed",
+                reason="NoPreviousVersion",
+                message=f"{ref}: no previous verified version recorded",
+            )
         verified = {entry.version for entry in status.history if entry.result == "Promoted"}
         verified |= {v for v in (status.current_version, status.previous_version) if v}
         if target not in verified:
-            return Outcome(ref, "failed", reason="VersionNotVerified",
-                           message=f"{ref}: version {target} was never verified here "
-                           f"(verified: {', '.join(map(str, sorted(verified))) or 'none'})")
+            return Outcome(
+                ref,
+                "failed",
+                reason="VersionNotVerified",
+                message=f"{ref}: version {target} was never verified here "
+                f"(verified: {', '.join(map(str, sorted(verified))) or 'none'})",
+            )
         return self._rotate(ref, generate=False, to_version=target, dry_run=False)
 
     def reconcile(self, ref: CredentialRef) -> Outcome:
@@ -144,8 +154,9 @@ class Engine:
             return self.resume(credential)
         if credential.spec.suspend:
             return Outcome(ref, "unchanged", credential.status.current_version, "suspended")
-        return self._rotate(ref, generate=False, to_version=None, dry_run=False,
-                            credential=credential)
+        return self._rotate(
+            ref, generate=False, to_version=None, dry_run=False, credential=credential
+        )
 
     def resume(self, credential: CredentialObject) -> Outcome:
         """Continue the journaled rotation of ``credential`` after a restart."""
@@ -155,10 +166,12 @@ class Engine:
             job = self._job(credential, journal.version)
         except (BackendError, PreconditionError) as exc:
             # the new version cannot be read any more: roll back what may have been applied
-            job = _Job(credential, credential.spec, self._driver(credential.spec),
-                       journal.version, {})
-            log.warning("%s: resuming rotation %s without its data: %s", credential.ref,
-                        journal.id, exc)
+            job = _Job(
+                credential, credential.spec, self._driver(credential.spec), journal.version, {}
+            )
+            log.warning(
+                "%s: resuming rotation %s without its data: %s", credential.ref, journal.id, exc
+            )
         job.rotation_id = journal.id
         job.current_before = credential.status.current_version
         job.previous_before = credential.status.previous_version
@@ -192,15 +205,15 @@ class Engine:
             self._check_secret_ownership(credential)
             if self._in_sync(job):
                 self._clear_failure(credential)
-                return Outcome(ref, "unchanged", version,
-                               f"{ref}: version {version} is live and verified")
+                return Outcome(
+                    ref, "unchanged", version, f"{ref}: version {version} is live and verified"
+                )
         except (BackendError, PreconditionError) as exc:
             return self._blocked(credential, exc)
         job.rotation_id = uuid.uuid4().hex[:12]
         job.current_before = credential.status.current_version
         job.previous_before = credential.status.previous_version
-        return self._drive(job, credential.status,
-                           rotation.Start(job.rotation_id, version, None))
+        return self._drive(job, credential.status, rotation.Start(job.rotation_id, version, None))
 
     def _drive(self, job: _Job, status: Status, event: rotation.Event) -> Outcome:
         credential = job.credential
@@ -232,8 +245,9 @@ class Engine:
                 self._snapshot(job)
             elif action is rotation.Action.APPLY:
                 if not job.data:
-                    raise PreconditionError("NewVersionUnreadable",
-                                            f"version {job.version} can no longer be read")
+                    raise PreconditionError(
+                        "NewVersionUnreadable", f"version {job.version} can no longer be read"
+                    )
                 job.driver.apply(job.data)
             elif action is rotation.Action.VERIFY:
                 self._verify(job)
@@ -267,15 +281,21 @@ class Engine:
             if not secret_holds_preimage:
                 self._write_stash(job, stash_name, current)
         if spec.source is not None and self.vault is not None:
-            self.vault.set_labels(spec.source.mount, spec.source.path,
-                                  current=job.current_before, previous=job.previous_before,
-                                  pending=job.version)
+            self.vault.set_labels(
+                spec.source.mount,
+                spec.source.path,
+                current=job.current_before,
+                previous=job.previous_before,
+                pending=job.version,
+            )
 
     def _write_stash(self, job: _Job, name: str, current: Mapping[str, Sensitive | None]) -> None:
         present = {key: value for key, value in current.items() if value is not None}
         absent = sorted(key for key, value in current.items() if value is None)
         self.secrets.write(
-            job.credential, name, present,
+            job.credential,
+            name,
+            present,
             annotations={ROTATION_ANNOTATION: job.rotation_id, ABSENT_ANNOTATION: ",".join(absent)},
             adopt=False,
         )
@@ -287,22 +307,39 @@ class Engine:
             raise PreconditionError(
                 "VerificationFailed",
                 f"read-back from Ceph differs from version {job.version} for "
-                + ", ".join(mismatches), transient=True)
+                + ", ".join(mismatches),
+                transient=True,
+            )
 
     def _promote(self, job: _Job) -> None:
         spec = job.spec
         annotations = {VERSION_ANNOTATION: str(job.version), ROTATION_ANNOTATION: job.rotation_id}
-        self.secrets.write(job.credential, spec.secret.name, job.data, annotations=annotations,
-                           adopt=spec.secret.adopt)
+        self.secrets.write(
+            job.credential,
+            spec.secret.name,
+            job.data,
+            annotations=annotations,
+            adopt=spec.secret.adopt,
+        )
         if spec.source is not None and self.vault is not None:
-            previous = (job.current_before if job.current_before != job.version
-                        else job.previous_before)
+            previous = (
+                job.current_before if job.current_before != job.version else job.previous_before
+            )
             try:
-                self.vault.set_labels(spec.source.mount, spec.source.path,
-                                      current=job.version, previous=previous, pending=None)
+                self.vault.set_labels(
+                    spec.source.mount,
+                    spec.source.path,
+                    current=job.version,
+                    previous=previous,
+                    pending=None,
+                )
             except BackendError as exc:  # the Secret is the point of no return
-                self.events.emit(job.credential, "Warning", "VaultLabelsStale",
-                                 f"promoted, but the Vault staging labels were not moved: {exc}")
+                self.events.emit(
+                    job.credential,
+                    "Warning",
+                    "VaultLabelsStale",
+                    f"promoted, but the Vault staging labels were not moved: {exc}",
+                )
         self._drop_stash(job)
 
     def _restore(self, job: _Job) -> None:
@@ -320,9 +357,13 @@ class Engine:
         job.driver.restore(preimage)
         if spec.source is not None and self.vault is not None:
             try:
-                self.vault.set_labels(spec.source.mount, spec.source.path,
-                                      current=job.current_before, previous=job.previous_before,
-                                      pending=None)
+                self.vault.set_labels(
+                    spec.source.mount,
+                    spec.source.path,
+                    current=job.current_before,
+                    previous=job.previous_before,
+                    pending=None,
+                )
             except BackendError as exc:
                 log.warning("%s: clearing the pending label failed: %s", job.credential.ref, exc)
         self._drop_stash(job)
@@ -345,8 +386,9 @@ class Engine:
         assert isinstance(target, CephxTarget)
         raise PreconditionError("UnsupportedTarget", "cephx targets are not supported yet")
 
-    def _target_version(self, credential: CredentialObject, *, generate: bool,
-                        to_version: int | None) -> int:
+    def _target_version(
+        self, credential: CredentialObject, *, generate: bool, to_version: int | None
+    ) -> int:
         spec = credential.spec
         if spec.source is None:
             current = credential.status.current_version or 0
@@ -385,30 +427,38 @@ class Engine:
             secret = self.secrets.read(credential.ref.namespace, spec.secret.name)
             if secret is None:
                 raise PreconditionError(
-                    "SecretMissing", f"Secret {credential.ref.namespace}/{spec.secret.name} "
-                    "does not exist (it is the source of this credential)")
-            data = self._pick(secret.data, driver, f"Secret {credential.ref.namespace}/"
-                              f"{spec.secret.name}")
+                    "SecretMissing",
+                    f"Secret {credential.ref.namespace}/{spec.secret.name} "
+                    "does not exist (it is the source of this credential)",
+                )
+            data = self._pick(
+                secret.data, driver, f"Secret {credential.ref.namespace}/{spec.secret.name}"
+            )
         else:
             source = self._vault().read(spec.source.mount, spec.source.path, version)
             where = f"Vault {spec.source.mount}/{spec.source.path} version {version}"
             missing = [name for name in source_fields(spec) if name not in source]
             if missing:
                 raise PreconditionError(
-                    "VaultFieldMissing", f"{where}: field {', '.join(map(repr, missing))} "
-                    f"missing (fields present: {', '.join(sorted(source)) or 'none'})")
+                    "VaultFieldMissing",
+                    f"{where}: field {', '.join(map(repr, missing))} "
+                    f"missing (fields present: {', '.join(sorted(source)) or 'none'})",
+                )
             data = driver.data_from_source(source)
         return _Job(credential, spec, driver, version, data)
 
     @staticmethod
-    def _pick(data: Mapping[str, Sensitive], driver: TargetDriver, where: str
-              ) -> dict[str, Sensitive]:
+    def _pick(
+        data: Mapping[str, Sensitive], driver: TargetDriver, where: str
+    ) -> dict[str, Sensitive]:
         keys = driver.data_keys()
         missing = [key for key in keys if key not in data]
         if missing:
             raise PreconditionError(
-                "SecretKeyMissing", f"{where}: data key {', '.join(map(repr, missing))} missing "
-                f"(keys present: {', '.join(sorted(data)) or 'none'})")
+                "SecretKeyMissing",
+                f"{where}: data key {', '.join(map(repr, missing))} missing "
+                f"(keys present: {', '.join(sorted(data)) or 'none'})",
+            )
         return {key: data[key] for key in keys}
 
     def _secret_matches_ceph(self, credential: CredentialObject) -> bool:
@@ -436,18 +486,24 @@ class Engine:
             "SecretNotOwned",
             f"Secret {credential.ref.namespace}/{spec.secret.name} exists and is not owned by "
             f"this CredentialRotation (controller: {owner}); set spec.secret.adopt: true to "
-            "take it over", transient=False)
+            "take it over",
+            transient=False,
+        )
 
     def _vault(self) -> VaultStore:
         if self.vault is None:
-            raise PreconditionError("VaultNotConfigured", "this credential reads Vault, but no "
-                                    "Vault connection is configured (VAULTBRIDGE_VAULT__ADDR)")
+            raise PreconditionError(
+                "VaultNotConfigured",
+                "this credential reads Vault, but no "
+                "Vault connection is configured (VAULTBRIDGE_VAULT__ADDR)",
+            )
         return self.vault
 
     # -- dry run ------------------------------------------------------------------------------
 
-    def _plan(self, credential: CredentialObject, *, generate: bool,
-              to_version: int | None) -> Outcome:
+    def _plan(
+        self, credential: CredentialObject, *, generate: bool, to_version: int | None
+    ) -> Outcome:
         spec = credential.spec
         ref = credential.ref
         driver = self._driver(spec)
@@ -460,14 +516,18 @@ class Engine:
             where = f"{spec.source.mount}/{spec.source.path}"
             if generate:
                 current = self._vault().current_version(spec.source.mount, spec.source.path)
-                plan.append(f"generate new values for {', '.join(source_fields(spec))} and write "
-                            f"them to Vault {where} as version {current + 1} (cas={current})")
+                plan.append(
+                    f"generate new values for {', '.join(source_fields(spec))} and write "
+                    f"them to Vault {where} as version {current + 1} (cas={current})"
+                )
                 version = current + 1
             else:
                 version = self._target_version(credential, generate=False, to_version=to_version)
                 self._job(credential, version)  # reads and validates the fields
-                plan.append(f"read Vault {where} version {version} "
-                            f"(fields {', '.join(source_fields(spec))}: present)")
+                plan.append(
+                    f"read Vault {where} version {version} "
+                    f"(fields {', '.join(source_fields(spec))}: present)"
+                )
         else:
             version = self._target_version(credential, generate=False, to_version=None)
             self._job(credential, version)
@@ -496,12 +556,14 @@ class Engine:
             jitter=self.jitter(),
         )
 
-    def _blocked(self, credential: CredentialObject,
-                 exc: BackendError | PreconditionError) -> Outcome:
+    def _blocked(
+        self, credential: CredentialObject, exc: BackendError | PreconditionError
+    ) -> Outcome:
         reason = exc.reason
         transient = exc.transient
-        status, effects = rotation.blocked(credential.status, reason, str(exc), transient,
-                                           self._context(credential))
+        status, effects = rotation.blocked(
+            credential.status, reason, str(exc), transient, self._context(credential)
+        )
         retry_after = None
         for effect in effects:
             if isinstance(effect, rotation.Persist):
@@ -511,22 +573,38 @@ class Engine:
                 self._observe(credential.ref, effect.reason, effect.message)
             elif isinstance(effect, rotation.RetryAfter):
                 retry_after = effect.delay
-        return Outcome(credential.ref, "failed", credential.status.current_version, str(exc),
-                       reason=reason, retry_after=retry_after)
+        return Outcome(
+            credential.ref,
+            "failed",
+            credential.status.current_version,
+            str(exc),
+            reason=reason,
+            retry_after=retry_after,
+        )
 
     def _clear_failure(self, credential: CredentialObject) -> None:
         status, effects = rotation.in_sync(credential.status, self._context(credential))
         if status != credential.status and effects:
             self.credentials.save_status(credential, status)
 
-    def _outcome(self, ref: CredentialRef, status: Status, job: _Job,
-                 retry_after: timedelta | None) -> Outcome:
-        if status.rotation is None and status.current_version == job.version and (
-            status.history and status.history[0].rotation_id == job.rotation_id
-            and status.history[0].result == "Promoted"
+    def _outcome(
+        self, ref: CredentialRef, status: Status, job: _Job, retry_after: timedelta | None
+    ) -> Outcome:
+        if (
+            status.rotation is None
+            and status.current_version == job.version
+            and (
+                status.history
+                and status.history[0].rotation_id == job.rotation_id
+                and status.history[0].result == "Promoted"
+            )
         ):
-            return Outcome(ref, "promoted", job.version,
-                           f"{ref}: version {job.version} applied, verified and promoted")
+            return Outcome(
+                ref,
+                "promoted",
+                job.version,
+                f"{ref}: version {job.version} applied, verified and promoted",
+            )
         last = status.history[0] if status.history else None
         reason = (last.reason if last else "") or "RotationFailed"
         message = (last.message if last else "") or f"{ref}: rotation did not complete"
@@ -534,11 +612,10 @@ class Engine:
         if status.rotation is not None:
             reason = status.rotation.reason or reason
             message = status.rotation.message or message
-        return Outcome(ref, result, status.current_version, message, reason=reason,
-                       retry_after=retry_after)
+        return Outcome(
+            ref, result, status.current_version, message, reason=reason, retry_after=retry_after
+        )
 
     def _observe(self, ref: CredentialRef, what: str, detail: str) -> None:
         if self.observer is not None:
             self.observer(ref, what, detail)
-
-

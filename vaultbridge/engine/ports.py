@@ -78,7 +78,12 @@ class VaultStore(Protocol):
     def write(self, mount: str, path: str, data: Mapping[str, Sensitive], cas: int) -> int: ...
 
     def set_labels(
-        self, mount: str, path: str, *, current: int | None, previous: int | None,
+        self,
+        mount: str,
+        path: str,
+        *,
+        current: int | None,
+        previous: int | None,
         pending: int | None,
     ) -> None: ...
 

@@ -48,8 +48,9 @@ class ConfigDriver:
             self.source_field[data_key] = entry.field if target.is_list else field
 
     def describe(self) -> str:
-        return ", ".join(f"config {who}/{option}" for keys in self.keys.values()
-                         for who, option in keys)
+        return ", ".join(
+            f"config {who}/{option}" for keys in self.keys.values() for who, option in keys
+        )
 
     def data_keys(self) -> list[str]:
         return list(self.keys)
@@ -61,32 +62,44 @@ class ConfigDriver:
         return {key: self.ceph.config_get(*options[0]) for key, options in self.keys.items()}
 
     def read_all(self) -> dict[ConfigKey, Sensitive | None]:
-        return {option: self.ceph.config_get(*option) for options in self.keys.values()
-                for option in options}
+        return {
+            option: self.ceph.config_get(*option)
+            for options in self.keys.values()
+            for option in options
+        }
 
     def apply(self, data: Mapping[str, Sensitive]) -> None:
         self.ceph.config_apply_all(
-            [(who, option, data[key]) for key, options in self.keys.items()
-             for who, option in options]
+            [
+                (who, option, data[key])
+                for key, options in self.keys.items()
+                for who, option in options
+            ]
         )
 
     def verify(self, data: Mapping[str, Sensitive]) -> list[str]:
         """The options whose exact read-back differs from ``data`` (empty: verified)."""
         current = self.read_all()
-        return [f"{who}/{option}" for key, options in self.keys.items()
-                for who, option in options if current[(who, option)] != data[key]]
+        return [
+            f"{who}/{option}"
+            for key, options in self.keys.items()
+            for who, option in options
+            if current[(who, option)] != data[key]
+        ]
 
     def restore(self, preimage: Values) -> None:
-        self.ceph.config_restore({option: preimage.get(key) for key, options in self.keys.items()
-                                  for option in options})
+        self.ceph.config_restore(
+            {option: preimage.get(key) for key, options in self.keys.items() for option in options}
+        )
 
     def precheck(self) -> None:
         for options in self.keys.values():
             for who, option in options:
                 if not self.ceph.config_option_known(option):
                     raise PreconditionError(
-                        "UnknownCephOption", f"config {who}/{option}: Ceph does not know option "
-                        f"{option!r}")
+                        "UnknownCephOption",
+                        f"config {who}/{option}: Ceph does not know option {option!r}",
+                    )
 
 
 class ConfigKeyDriver:

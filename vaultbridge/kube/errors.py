@@ -17,10 +17,13 @@ import urllib3
 from kubernetes.client.exceptions import ApiException, OpenApiException
 from pydantic import ValidationError
 
+from vaultbridge.model.errors import BackendError
+
 MAX_MESSAGE = 1000
 
 
-class KubeError(Exception):
+class KubeError(BackendError):
+    backend = "kubernetes"
     """Base of every error raised by :mod:`vaultbridge.kube`."""
 
     transient: bool = False

@@ -127,6 +127,7 @@ class SecretSink:
         version_annotation: str,
         rotation_id: str,
         adopt: bool = False,
+        extra_annotations: Mapping[str, str] | None = None,
     ) -> OwnedSecret:
         """Create or update Secret ``namespace/name`` with ``data`` (other keys are kept).
 
@@ -147,6 +148,7 @@ class SecretSink:
             current = self._read(namespace, name)
             if current is None:
                 body = _new_body(name, owner, extras, encoded, version_annotation, rotation_id)
+                body["metadata"]["annotations"].update(extra_annotations or {})
                 op = Operation("create", "secrets", namespace, name)
                 try:
                     result = self.kube.call(
@@ -160,6 +162,7 @@ class SecretSink:
                 body = _merged_body(
                     current, owner, extras, encoded, version_annotation, rotation_id
                 )
+                body["metadata"]["annotations"].update(extra_annotations or {})
                 if _same(current, body):
                     log.debug("Secret %s/%s already up to date", namespace, name)
                     return _decode(current)
@@ -202,6 +205,14 @@ class SecretSink:
             namespace=namespace,
             name=name,
         )
+
+    def delete(self, namespace: str, name: str) -> None:
+        """Delete Secret ``namespace/name``; already gone is fine."""
+        op = Operation("delete", "secrets", namespace, name)
+        try:
+            self.kube.call(op, self._core.delete_namespaced_secret, name, namespace)
+        except KubeNotFound:
+            return
 
     def _pause(self, attempt: int) -> None:
         time.sleep(min(self.backoff * (2 ** (attempt - 1)), 2.0))

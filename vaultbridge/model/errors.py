@@ -16,8 +16,12 @@ class BackendError(Exception):
     """
 
     backend = "backend"
-    reason = "BackendError"
     transient = True
+
+    @property
+    def reason(self) -> str:
+        """CamelCase, for conditions and Events: the class name (VaultNotFound, CephRejected)."""
+        return type(self).__name__
 
 
 class PreconditionError(Exception):

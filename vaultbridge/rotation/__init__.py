@@ -68,7 +68,14 @@ from vaultbridge.rotation.events import (
     Start,
     Succeeded,
 )
-from vaultbridge.rotation.machine import RESUME_ACTIONS, Context, InvalidTransition, step
+from vaultbridge.rotation.machine import (
+    RESUME_ACTIONS,
+    Context,
+    InvalidTransition,
+    blocked,
+    in_sync,
+    step,
+)
 from vaultbridge.rotation.policy import (
     backoff_delay,
     compliance,
@@ -95,8 +102,10 @@ __all__ = [
     "Start",
     "Succeeded",
     "backoff_delay",
+    "blocked",
     "compliance",
     "due_retirements",
+    "in_sync",
     "next_retirement_time",
     "step",
 ]

@@ -432,3 +432,59 @@ def _touch(status: Status, ctx: Context) -> Status:
 def _describe(journal: Journal) -> str:
     where = f" as {journal.entity}" if journal.entity else ""
     return f"rotation {journal.id} to version {journal.version}{where}"
+
+
+# -- outside a rotation ------------------------------------------------------------------------
+
+
+def blocked(
+    status: Status, reason: str, message: str, transient: bool, ctx: Context
+) -> tuple[Status, tuple[Effect, ...]]:
+    """A rotation could not even start (bad spec, missing Vault field, unreachable server).
+
+    Nothing was changed anywhere: no journal, versions untouched. Ready=False and Degraded=True
+    say why; a transient problem is retried after a capped, jittered backoff.
+    """
+    failures = status.consecutive_failures + 1
+    delay = backoff_delay(failures, ctx.jitter) if transient else None
+    new = replace(
+        status,
+        consecutive_failures=failures,
+        next_retry_time=None if delay is None else ctx.now + delay,
+    )
+    new = (
+        _touch(new, ctx)
+        .with_condition(READY, "False", reason, message, ctx.now, ctx.generation)
+        .with_condition(DEGRADED, "True", reason, message, ctx.now, ctx.generation)
+    )
+    effects: tuple[Effect, ...] = (Persist(), Emit("Warning", reason, message))
+    if delay is not None:
+        effects = (*effects, RetryAfter(delay))
+    return new, effects
+
+
+def in_sync(status: Status, ctx: Context) -> tuple[Status, tuple[Effect, ...]]:
+    """A check found Ceph, the Secret and Vault agreeing on the current version.
+
+    Clears an earlier failure (Ready=True, Degraded=False); no effects when nothing changes.
+    """
+    if status.rotation is not None:
+        raise InvalidTransition("in_sync while a rotation is in flight")
+    ready = status.condition(READY)
+    degraded = status.condition(DEGRADED)
+    if (
+        status.consecutive_failures == 0
+        and ready is not None
+        and ready.status == "True"
+        and (degraded is None or degraded.status == "False")
+        and status.observed_generation == ctx.generation
+    ):
+        return status, ()
+    message = f"version {status.current_version} is live and verified"
+    new = replace(status, consecutive_failures=0, next_retry_time=None)
+    new = (
+        _touch(new, ctx)
+        .with_condition(READY, "True", "InSync", message, ctx.now, ctx.generation)
+        .with_condition(DEGRADED, "False", "InSync", message, ctx.now, ctx.generation)
+    )
+    return new, (Persist(),)

@@ -132,3 +132,34 @@ class Server:
     name: str
     pid: int
     log: Path
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line or environment mentions ``text``.
+
+    The safety net of ``testenv/down``: every server we start names its data folder in its
+    arguments or environment, so a process restarted behind our back (a mon restarted by a test)
+    is still found.
+    """
+    needle = text.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (
+                needle in (entry / "cmdline").read_bytes()
+                or needle in (entry / "environ").read_bytes()
+            ):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid_alive(pid)]
+
+
+def sweep(text: str) -> list[int]:
+    """Stop every process that mentions ``text`` (see ``processes_mentioning``)."""
+    pids = processes_mentioning(text)
+    for pid in pids:
+        stop_pid(pid, timeout=5.0)
+    return pids

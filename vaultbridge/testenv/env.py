@@ -21,7 +21,7 @@ from typing import Any
 
 from vaultbridge.testenv.bao import OpenBaoServer, start_openbao
 from vaultbridge.testenv.ceph import CephCluster, start_ceph
-from vaultbridge.testenv.common import TestenvError, pid_alive
+from vaultbridge.testenv.common import TestenvError, pid_alive, processes_mentioning, sweep
 from vaultbridge.testenv.kube import KubeCluster, find_binaries, repo_root, start_kube
 
 
@@ -70,8 +70,10 @@ class Environment:
         return "\n".join(lines) + "\n"
 
     def healthy(self) -> bool:
-        pids = [self.vault.pid, *self.ceph.pids.values(), *self.kube.pids.values()]
-        return all(pid_alive(pid) for pid in pids)
+        # mons may have been restarted by a test (new pids): count them by their data folder
+        pids = [self.vault.pid, *self.kube.pids.values()]
+        mons = processes_mentioning(str(self.ceph.conf))
+        return all(pid_alive(pid) for pid in pids) and len(mons) >= len(self.ceph.mon_ids)
 
     def stop(self) -> None:
         for stopper in (self.kube.stop, self.ceph.stop, self.vault.stop):
@@ -79,6 +81,7 @@ class Environment:
                 stopper()
             except Exception as exc:  # keep stopping the others
                 print(f"testenv: stopping failed: {exc}", file=sys.stderr)
+        sweep(str(self.workdir))
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vaultbridge.testenv.common import (
     TestenvError,
     free_port,
@@ -28,6 +30,11 @@ from vaultbridge.testenv.common import (
 )
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+PACKAGE = Path(__file__).resolve().parents[1]
+CRD_MANIFESTS = (
+    PACKAGE / "crds" / "credentialrotations.yaml",
+    PACKAGE / "testenv" / "rook-standin-crds.yaml",
+)
 CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
@@ -207,6 +214,47 @@ class KubeCluster:
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read()
 
+    def request(
+        self, method: str, path: str, body: Any = None, timeout: float = 5.0
+    ) -> tuple[int, bytes]:
+        """A request on the apiserver as the admin user, JSON in and out."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(  # noqa: S310 - https to loopback
+            self.server + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=self._ssl()) as resp:  # noqa: S310
+                return int(resp.status), bytes(resp.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read()
+
+    def install_crds(self, manifest: Path, timeout: float = 30.0) -> None:
+        """Create every CRD in ``manifest`` (YAML, may hold several) and wait until Established."""
+        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        names = []
+        for crd in yaml.safe_load_all(manifest.read_text()):
+            if not crd:
+                continue
+            status, body = self.request("POST", path, crd)
+            if status not in (201, 409):
+                raise TestenvError(f"installing CRD from {manifest}: HTTP {status} {body[:300]!r}")
+            names.append(crd["metadata"]["name"])
+
+        def established() -> bool:
+            for name in names:
+                status, body = self.get(f"{path}/{name}")
+                conditions = json.loads(body).get("status", {}).get("conditions", [])
+                if status != 200 or not any(
+                    c["type"] == "Established" and c["status"] == "True" for c in conditions
+                ):
+                    return False
+            return True
+
+        wait_until(established, what=f"CRDs from {manifest.name} established", timeout=timeout)
+
     def ready(self) -> bool:
         status, body = self.get("/readyz")
         return status == 200 and body.strip() == b"ok"
@@ -257,6 +305,10 @@ def start_kube(workdir: Path, bindir: Path | None = None, timeout: float = 90.0)
     try:
         _start_etcd(cluster, etcd_port, etcd_peer, logs / "etcd.log", timeout)
         _start_apiserver(cluster, etcd_port, api_port, logs / "kube-apiserver.log", timeout)
+        # CRDs before the controller-manager: its garbage collector discovers resource types at
+        # start and only every 30 s after, so owners of these kinds are watched from the outset
+        for manifest in CRD_MANIFESTS:
+            cluster.install_crds(manifest)
         _start_controller_manager(cluster, kcm_port, logs / "kube-controller-manager.log", timeout)
     except BaseException:
         cluster.stop()

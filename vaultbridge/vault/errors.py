@@ -7,8 +7,11 @@ in Vault, in its policies or in vaultbridge's settings.
 
 from __future__ import annotations
 
+from vaultbridge.model.errors import BackendError
 
-class VaultError(Exception):
+
+class VaultError(BackendError):
+    backend = "vault"
     """Base of every error raised by :mod:`vaultbridge.vault`."""
 
     transient: bool = False

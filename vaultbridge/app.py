@@ -1,0 +1,413 @@
+"""The one place that wires the concrete adapters (Vault, Kubernetes, Ceph) into the engine."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from vaultbridge.ceph import CephConnection, CephRejected, ConfigKeyStore, ConfigStore
+from vaultbridge.engine.engine import ROTATION_ANNOTATION, VERSION_ANNOTATION, Engine, Observer
+from vaultbridge.engine.ports import ConfigKey, CredentialObject, StoredSecret
+from vaultbridge.kube import (
+    CredentialRotationClient,
+    EventRecorder,
+    KubeClient,
+    ObjectRef,
+    OwnerInfo,
+    SecretSink,
+)
+from vaultbridge.model.errors import BackendError, PreconditionError
+from vaultbridge.model.sensitive import Sensitive
+from vaultbridge.model.spec import (
+    CephxTarget,
+    ConfigKeyTarget,
+    ConfigTarget,
+    CredentialRef,
+    CredentialSpec,
+    SpecError,
+    parse_spec,
+)
+from vaultbridge.model.status import READY, Status
+from vaultbridge.rotation import compliance
+from vaultbridge.settings import Settings, SettingsError
+from vaultbridge.vault import KvV2Source, VaultClient, VaultNotFound, make_authenticator
+
+log = logging.getLogger(__name__)
+
+
+# -- adapters: concrete clients shaped to the engine's ports -----------------------------------
+
+
+class KubeCredentials:
+    def __init__(self, crs: CredentialRotationClient) -> None:
+        self.crs = crs
+
+    def load(self, ref: CredentialRef) -> CredentialObject:
+        return credential_from(self.crs.get(ref.namespace, ref.name))
+
+    def save_status(self, credential: CredentialObject, status: Status) -> None:
+        body = status.to_dict()
+        body["targetDescription"] = describe_target(credential.spec)
+        self.crs.patch_status(credential.ref.namespace, credential.ref.name, body)
+
+
+def credential_from(raw: Mapping[str, Any]) -> CredentialObject:
+    metadata = raw["metadata"]
+    ref = CredentialRef(metadata["namespace"], metadata["name"])
+    try:
+        spec = parse_spec(raw.get("spec") or {})
+    except SpecError as exc:
+        raise PreconditionError("InvalidSpec", f"{ref}: {exc}") from None
+    return CredentialObject(
+        ref=ref,
+        uid=metadata["uid"],
+        generation=int(metadata.get("generation", 1)),
+        resource_version=str(metadata.get("resourceVersion", "")),
+        spec=spec,
+        status=Status.from_dict(raw.get("status")),
+        api_version=raw.get("apiVersion", "vaultbridge.io/v1alpha1"),
+        kind=raw.get("kind", "CredentialRotation"),
+    )
+
+
+class KubeSecrets:
+    def __init__(self, sink: SecretSink) -> None:
+        self.sink = sink
+
+    def read(self, namespace: str, name: str) -> StoredSecret | None:
+        secret = self.sink.get(namespace, name)
+        if secret is None:
+            return None
+        controller = secret.controller
+        return StoredSecret(
+            data=secret.data,
+            annotations=dict(secret.annotations),
+            controller_uid=str(controller["uid"]) if controller else None,
+        )
+
+    def write(
+        self,
+        credential: CredentialObject,
+        name: str,
+        data: Mapping[str, Sensitive],
+        *,
+        annotations: Mapping[str, str],
+        adopt: bool,
+    ) -> None:
+        spec = credential.spec
+        is_main = name == spec.secret.name
+        extra = {
+            k: v
+            for k, v in annotations.items()
+            if k not in (VERSION_ANNOTATION, ROTATION_ANNOTATION)
+        }
+        self.sink.write(
+            credential.ref.namespace,
+            name,
+            OwnerInfo(credential.api_version, credential.kind, credential.ref.name, credential.uid),
+            [(o.api_version, o.kind, o.name) for o in spec.secret.extra_owners] if is_main else [],
+            data,
+            annotations.get(VERSION_ANNOTATION, "preimage"),
+            annotations.get(ROTATION_ANNOTATION, ""),
+            adopt,
+            extra_annotations=extra,
+        )
+
+    def delete(self, namespace: str, name: str) -> None:
+        self.sink.delete(namespace, name)
+
+
+class KubeEvents:
+    def __init__(self, recorder: EventRecorder) -> None:
+        self.recorder = recorder
+
+    def emit(
+        self,
+        credential: CredentialObject,
+        type: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+    ) -> None:
+        ref = ObjectRef(
+            credential.ref.namespace,
+            credential.ref.name,
+            credential.uid,
+            credential.kind,
+            credential.api_version,
+        )
+        self.recorder.emit(ref, type, reason, message)
+
+
+class VaultKv:
+    def __init__(self, kv: KvV2Source) -> None:
+        self.kv = kv
+
+    def current_version(self, mount: str, path: str) -> int:
+        return self.kv.metadata(mount, path).current_version
+
+    def read(self, mount: str, path: str, version: int) -> Mapping[str, Sensitive]:
+        found = self.kv.read(mount, path, version)
+        if found.deleted or getattr(found, "destroyed", False):
+            raise VaultNotFound(f"Vault {mount}/{path}: version {version} is deleted")
+        return found.data
+
+    def write(self, mount: str, path: str, data: Mapping[str, Sensitive], cas: int) -> int:
+        return self.kv.write(mount, path, data, cas=cas)
+
+    def set_labels(
+        self,
+        mount: str,
+        path: str,
+        *,
+        current: int | None,
+        previous: int | None,
+        pending: int | None,
+    ) -> None:
+        self.kv.set_labels(mount, path, current, previous, pending)
+
+    def generate_password(self) -> Sensitive:
+        return self.kv.generate_password()
+
+
+class CephMon:
+    def __init__(self, conn: CephConnection) -> None:
+        self.conn = conn
+        self.config = ConfigStore(conn)
+        self.config_keys = ConfigKeyStore(conn)
+
+    def config_get(self, who: str, option: str) -> Sensitive | None:
+        return self.config.get(who, option)
+
+    def config_apply_all(self, values: Sequence[tuple[str, str, Sensitive]]) -> None:
+        self.config.apply_all(list(values))
+
+    def config_restore(self, snapshot: Mapping[ConfigKey, Sensitive | None]) -> None:
+        self.config.restore(dict(snapshot))
+
+    def config_option_known(self, option: str) -> bool:
+        try:
+            self.conn.mon_command({"prefix": "config help", "key": option})
+        except CephRejected:
+            return False
+        return True
+
+    def config_key_get(self, key: str) -> Sensitive | None:
+        return self.config_keys.get(key)
+
+    def config_key_set(self, key: str, value: Sensitive) -> None:
+        self.config_keys.set(key, value)
+
+    def config_key_remove(self, key: str) -> None:
+        self.config_keys.remove(key)
+
+
+# -- the application -------------------------------------------------------------------------
+
+
+def describe_target(spec: CredentialSpec) -> str:
+    target = spec.target
+    if isinstance(target, ConfigTarget):
+        first = target.entries[0]
+        more = f" +{len(target.entries) - 1}" if len(target.entries) > 1 else ""
+        return f"config {first.who}/{first.option}{more}"
+    if isinstance(target, ConfigKeyTarget):
+        return f"config-key {target.key}"
+    assert isinstance(target, CephxTarget)
+    return f"cephx {target.entity} ({target.strategy})"
+
+
+@dataclass
+class App:
+    settings: Settings
+    kube: KubeClient
+    crs: CredentialRotationClient
+    engine: Engine
+    vault: VaultClient | None = None
+    ceph: CephConnection | None = None
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in self.closers:
+            try:
+                closer()
+            except Exception as exc:
+                log.debug("close failed: %s", exc)
+
+    def credentials(self, ref: CredentialRef | None) -> list[dict[str, Any]]:
+        if ref is not None:
+            return [self.crs.get(ref.namespace, ref.name)]
+        return self.crs.list(self.settings.kube.namespaces or None)
+
+    def status_rows(self, ref: CredentialRef | None) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        rows = []
+        for raw in self.credentials(ref):
+            metadata = raw["metadata"]
+            name = f"{metadata['namespace']}/{metadata['name']}"
+            status = Status.from_dict(raw.get("status"))
+            try:
+                spec = parse_spec(raw.get("spec") or {})
+                target = describe_target(spec)
+                compliant = compliance(status, spec.max_age, now, status.observed_generation)
+                compliant_text = compliant.status
+            except SpecError:
+                target, compliant_text = "invalid spec", "Unknown"
+            ready = status.condition(READY)
+            rows.append(
+                {
+                    "credential": name,
+                    "target": target,
+                    "currentVersion": status.current_version,
+                    "previousVersion": status.previous_version,
+                    "lastRotationTime": status.last_rotation_time,
+                    "lastVerifiedTime": status.last_verified_time,
+                    "phase": str(status.phase),
+                    "ready": ready.status if ready else "Unknown",
+                    "readyReason": ready.reason if ready else "",
+                    "compliant": compliant_text,
+                }
+            )
+        return rows
+
+    def history_rows(self, ref: CredentialRef) -> list[dict[str, Any]]:
+        status = Status.from_dict(self.crs.get(ref.namespace, ref.name).get("status"))
+        return [
+            {
+                "rotationId": e.rotation_id,
+                "version": e.version,
+                "result": e.result,
+                "startedAt": e.started_at,
+                "finishedAt": e.finished_at,
+                "reason": e.reason,
+                "message": e.message,
+            }
+            for e in status.history
+        ]
+
+    def run_controller(self) -> None:
+        from vaultbridge.controller import Controller
+
+        Controller(self).run()
+
+
+def connect_vault(settings: Settings) -> VaultClient:
+    vault = settings.vault
+    missing = vault.missing()
+    if missing:
+        raise SettingsError(missing)
+    authenticator = make_authenticator(
+        vault.auth,
+        token=vault.token.get_secret_value() if vault.token else None,
+        role=vault.role,
+        token_file=vault.token_file,
+        kubernetes_jwt_path=vault.jwt_file,
+        kubernetes_mount=vault.kubernetes_mount,
+        approle_role_id=vault.role,
+        approle_secret_id=vault.secret_id.get_secret_value() if vault.secret_id else None,
+        approle_secret_id_file=vault.secret_id_file,
+        approle_mount=vault.approle_mount,
+    )
+    return VaultClient(
+        vault.addr,
+        authenticator,
+        cacert=str(vault.cacert) if vault.cacert else None,
+        timeout=vault.timeout,
+        namespace=vault.namespace,
+    )
+
+
+def connect_ceph(settings: Settings) -> CephConnection:
+    ceph = settings.ceph
+    return CephConnection(
+        str(ceph.conf), ceph.user, str(ceph.keyring) if ceph.keyring else None, ceph.timeout
+    )
+
+
+def build(
+    settings: Settings, *, vault: bool = True, ceph: bool = True, observer: Observer | None = None
+) -> App:
+    kube = KubeClient.from_settings(settings.kube.kubeconfig)
+    crs = CredentialRotationClient(kube)
+    vault_client = connect_vault(settings) if vault else None
+    ceph_conn = connect_ceph(settings) if ceph else None
+    engine = Engine(
+        KubeCredentials(crs),
+        KubeSecrets(SecretSink(kube)),
+        KubeEvents(EventRecorder(kube)),
+        VaultKv(KvV2Source(vault_client)) if vault_client else None,
+        CephMon(ceph_conn) if ceph_conn else _NoCeph(),
+        observer=observer,
+    )
+    app = App(settings, kube, crs, engine, vault_client, ceph_conn)
+    for closer in (
+        getattr(ceph_conn, "close", None),
+        getattr(vault_client, "close", None),
+        kube.close,
+    ):
+        if closer is not None:
+            app.closers.append(closer)
+    return app
+
+
+class _NoCeph:
+    """Stands in when a command needs no Ceph; any use is a clear error."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise PreconditionError("CephNotConfigured", "this command has no Ceph connection")
+
+
+@dataclass
+class CheckResult:
+    backend: str
+    ok: bool
+    detail: str
+
+
+def check(settings: Settings) -> list[CheckResult]:
+    """Reach each backend and ask whether vaultbridge may do its job there."""
+    results: list[CheckResult] = []
+    try:
+        kube = KubeClient.from_settings(settings.kube.kubeconfig)
+        items = CredentialRotationClient(kube).list(settings.kube.namespaces or None)
+        results.append(
+            CheckResult(
+                "kubernetes", True, f"{kube.server}: {len(items)} CredentialRotation(s) visible"
+            )
+        )
+    except BackendError as exc:
+        results.append(CheckResult("kubernetes", False, str(exc)))
+    try:
+        client = connect_vault(settings)
+        health = client.health()
+        sealed = health.get("sealed")
+        caps = client.capabilities(["sys/tools/random"])
+        results.append(
+            CheckResult(
+                "vault",
+                not sealed,
+                f"{settings.vault.addr}: {'sealed' if sealed else 'unsealed'}, auth "
+                f"{settings.vault.auth} ok, random bytes: "
+                + ",".join(caps.get("sys/tools/random", [])),
+            )
+        )
+    except (BackendError, SettingsError) as exc:
+        results.append(CheckResult("vault", False, str(exc)))
+    try:
+        conn = connect_ceph(settings)
+        major, minor, patch = conn.version()
+        ConfigStore(conn).dump()
+        results.append(
+            CheckResult(
+                "ceph",
+                True,
+                f"{settings.ceph.user} connected; mons run "
+                f"{major}.{minor}.{patch}; config dump allowed",
+            )
+        )
+        conn.close()
+    except BackendError as exc:
+        results.append(CheckResult("ceph", False, str(exc)))
+    return results
