@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from vaultbridge import rotation
+from vaultbridge.engine import faults
 from vaultbridge.engine.ports import (
     CephStore,
     CredentialObject,
@@ -261,6 +262,7 @@ class Engine:
             return rotation.Failed(action, exc.reason, str(exc), exc.transient)
         except PreconditionError as exc:
             return rotation.Failed(action, exc.reason, str(exc), exc.transient)
+        faults.after(str(action))
         return rotation.Succeeded(action)
 
     # -- actions ---------------------------------------------------------------------------------
