@@ -272,11 +272,10 @@ def test_every_state_and_event(
             assert after.condition(READY).reason == "Boom"  # type: ignore[union-attr]
             assert after.condition(DEGRADED).status == "True"  # type: ignore[union-attr]
             assert effects[1] == Emit("Warning", "Boom", "version 8: it broke")
-            if event.transient:
-                assert isinstance(effects[-1], RetryAfter)
-                assert after.next_retry_time == NOW + effects[-1].delay
-            else:
-                assert len(effects) == 2 and after.next_retry_time is None
+            assert isinstance(effects[-1], RetryAfter)
+            assert after.next_retry_time == NOW + effects[-1].delay
+            if not event.transient:  # a human must fix it: retried, but slowly
+                assert effects[-1].delay >= timedelta(seconds=30)
         case "rolling-back":
             assert isinstance(event, Failed) and journal is not None
             assert after.phase is before.phase
@@ -454,15 +453,16 @@ def test_snapshot_failure_after_a_resume_rolls_back() -> None:
     assert effects[-1] == Run(Action.RESTORE, 2, None)
 
 
-def test_non_transient_rollback_is_not_retried() -> None:
+def test_non_transient_rollback_is_retried_slowly() -> None:
     context = ctx()
     status, _ = run(Status(current_version=1), Start("r-2", 2), context)
     status, _ = run(
         status, Failed(Action.APPLY, "PermissionDenied", "EACCES", transient=False), context
     )
     status, effects = run(status, Succeeded(Action.RESTORE), context)
-    assert not any(isinstance(e, RetryAfter) for e in effects)
-    assert status.next_retry_time is None
+    retries = [e for e in effects if isinstance(e, RetryAfter)]
+    assert len(retries) == 1 and retries[0].delay >= timedelta(seconds=30)
+    assert status.next_retry_time == NOW + retries[0].delay
 
 
 def test_failed_and_succeeded_retire_point_to_the_right_events() -> None:

@@ -27,7 +27,7 @@ from vaultbridge.engine.ports import (
     SecretStore,
     VaultStore,
 )
-from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver
+from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver, holds
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import (
@@ -275,10 +275,11 @@ class Engine:
         if stash is None or stash.annotations.get(ROTATION_ANNOTATION) != job.rotation_id:
             current = job.driver.read()
             secret = self.secrets.read(namespace, spec.secret.name)
+            # the normal case: Ceph holds what the Secret holds, so the Secret is the pre-image
             secret_holds_preimage = (
                 spec.source is not None
                 and secret is not None
-                and all(secret.data.get(key) == value for key, value in current.items())
+                and holds(current, job.driver.slots(), secret.data)
             )
             if not secret_holds_preimage:
                 self._write_stash(job, stash_name, current)
@@ -303,8 +304,7 @@ class Engine:
         )
 
     def _verify(self, job: _Job) -> None:
-        verify = getattr(job.driver, "verify", None)
-        mismatches = verify(job.data) if verify else []
+        mismatches = job.driver.verify(job.data)
         if mismatches:
             raise PreconditionError(
                 "VerificationFailed",
@@ -354,8 +354,10 @@ class Engine:
             preimage = {**dict(stash.data), **dict.fromkeys(absent)}
         else:
             secret = self.secrets.read(namespace, spec.secret.name)
-            keys = job.driver.read().keys()
-            preimage = {key: (secret.data.get(key) if secret else None) for key in keys}
+            preimage = {
+                slot: (secret.data.get(key) if secret else None)
+                for slot, key in job.driver.slots().items()
+            }
         job.driver.restore(preimage)
         if spec.source is not None and self.vault is not None:
             try:
@@ -465,13 +467,13 @@ class Engine:
 
     def _secret_matches_ceph(self, credential: CredentialObject) -> bool:
         job = self._job(credential, credential.status.current_version or 0)
-        return job.driver.read() == job.data
+        return holds(job.driver.read(), job.driver.slots(), job.data)
 
     def _in_sync(self, job: _Job) -> bool:
         status = job.credential.status
         if status.current_version != job.version:
             return False
-        if job.driver.read() != job.data:
+        if not holds(job.driver.read(), job.driver.slots(), job.data):
             return False
         if job.spec.source is None:
             return True
@@ -510,9 +512,7 @@ class Engine:
         ref = credential.ref
         driver = self._driver(spec)
         plan: list[str] = []
-        precheck = getattr(driver, "precheck", None)
-        if precheck is not None:
-            precheck()
+        driver.precheck()
         self._check_secret_ownership(credential)
         if spec.source is not None:
             where = f"{spec.source.mount}/{spec.source.path}"

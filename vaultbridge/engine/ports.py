@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CredentialRef, CredentialSpec
@@ -89,6 +89,8 @@ class VaultStore(Protocol):
 
     def generate_password(self) -> Sensitive: ...
 
+    def random_bytes(self, n: int) -> bytes: ...
+
 
 ConfigKey = tuple[str, str]  # (who, option)
 
@@ -107,3 +109,53 @@ class CephStore(Protocol):
     def config_key_set(self, key: str, value: Sensitive) -> None: ...
 
     def config_key_remove(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CephxEntity:
+    """A cephx entity as the mons hold it (``key`` stays wrapped)."""
+
+    name: str
+    key: Sensitive
+    caps: Mapping[str, str]
+
+
+class CephxStore(Protocol):
+    """The cephx auth database (``vaultbridge.ceph.CephxAuth`` behind ``app.CephxMon``)."""
+
+    def ceph_version(self) -> tuple[int, int, int]: ...
+
+    def get_entity(self, name: str) -> CephxEntity | None: ...
+
+    def add_entity(self, name: str, key: Sensitive, caps: Mapping[str, str]) -> None: ...
+
+    def import_entity(self, name: str, key: Sensitive, caps: Mapping[str, str]) -> None: ...
+
+    def set_caps(self, name: str, caps: Mapping[str, str]) -> None: ...
+
+    def remove_entity(self, name: str) -> None: ...
+
+    def verify_key(
+        self,
+        name: str,
+        key: Sensitive,
+        probe_allowed: Mapping[str, Any],
+        probe_refused: Mapping[str, Any] | None,
+    ) -> None: ...
+
+    def sessions(self, entity: str) -> list[str]: ...
+
+    def make_key(self, random16: bytes, created: int) -> Sensitive: ...
+
+    def key_is_valid(self, key: Sensitive) -> bool: ...
+
+    def keyring_text(
+        self, name: str, key: Sensitive, caps: Mapping[str, str] | None
+    ) -> Sensitive: ...
+
+    # Ceph >= 17 only
+    def get_or_create_pending(self, entity: str) -> Sensitive: ...
+
+    def commit_pending(self, entity: str) -> None: ...
+
+    def clear_pending(self, entity: str) -> None: ...

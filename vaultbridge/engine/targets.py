@@ -1,12 +1,14 @@
 """How each kind of Ceph target is read, written, verified and restored.
 
-A driver speaks in Secret data terms (data key -> value): what the Secret holds is exactly what
-Ceph should hold, so a pre-image, a new version and a verification are all the same shape. A
-value of ``None`` means "absent in Ceph".
+New values come in Secret data terms (data key -> value). Ceph is read and restored per *slot*:
+one place in Ceph (a config option of one section, a config-key) with a stable id that is a valid
+Secret data key, so a pre-image can be stashed in a Secret. ``slots()`` maps each slot to the
+data key that feeds it. A value of ``None`` means "absent in Ceph".
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -25,11 +27,27 @@ class TargetDriver(Protocol):
 
     def data_from_source(self, source: Mapping[str, Sensitive]) -> dict[str, Sensitive]: ...
 
+    def slots(self) -> dict[str, str]: ...
+
     def read(self) -> dict[str, Sensitive | None]: ...
 
     def apply(self, data: Mapping[str, Sensitive]) -> None: ...
 
+    def verify(self, data: Mapping[str, Sensitive]) -> list[str]: ...
+
     def restore(self, preimage: Values) -> None: ...
+
+    def precheck(self) -> None: ...
+
+
+def holds(current: Values, slots: Mapping[str, str], data: Mapping[str, Sensitive | None]) -> bool:
+    """Does Ceph (``current``, per slot) hold exactly ``data`` (per data key) in every slot?"""
+    return all(current.get(slot) == data.get(key) for slot, key in slots.items())
+
+
+def option_slot(who: str, option: str) -> str:
+    """A stable Secret-data-key-safe id for one option of one section."""
+    return "cfg-" + hashlib.sha256(f"{who}\0{option}".encode()).hexdigest()[:20]
 
 
 class ConfigDriver:
@@ -58,8 +76,15 @@ class ConfigDriver:
     def data_from_source(self, source: Mapping[str, Sensitive]) -> dict[str, Sensitive]:
         return {key: source[field] for key, field in self.source_field.items()}
 
+    def slots(self) -> dict[str, str]:
+        return {
+            option_slot(who, option): key
+            for key, options in self.keys.items()
+            for who, option in options
+        }
+
     def read(self) -> dict[str, Sensitive | None]:
-        return {key: self.ceph.config_get(*options[0]) for key, options in self.keys.items()}
+        return {option_slot(*option): value for option, value in self.read_all().items()}
 
     def read_all(self) -> dict[ConfigKey, Sensitive | None]:
         return {
@@ -89,7 +114,11 @@ class ConfigDriver:
 
     def restore(self, preimage: Values) -> None:
         self.ceph.config_restore(
-            {option: preimage.get(key) for key, options in self.keys.items() for option in options}
+            {
+                option: preimage.get(option_slot(*option))
+                for options in self.keys.values()
+                for option in options
+            }
         )
 
     def precheck(self) -> None:
@@ -119,6 +148,9 @@ class ConfigKeyDriver:
 
     def data_from_source(self, source: Mapping[str, Sensitive]) -> dict[str, Sensitive]:
         return {self.data_key: source[self.field]}
+
+    def slots(self) -> dict[str, str]:
+        return {self.data_key: self.data_key}
 
     def read(self) -> dict[str, Sensitive | None]:
         return {self.data_key: self.ceph.config_key_get(self.key)}

@@ -37,7 +37,7 @@ from vaultbridge.rotation.events import (
     Start,
     Succeeded,
 )
-from vaultbridge.rotation.policy import backoff_delay
+from vaultbridge.rotation.policy import backoff_delay, retry_delay
 
 
 class InvalidTransition(Exception):  # noqa: N818 - the name reads as the event it rejects
@@ -288,7 +288,7 @@ def _conclude(
 ) -> tuple[Status, tuple[Effect, ...]]:
     """End a rotation that did not promote: journal cleared, Ceph and Secret as before."""
     failures = status.consecutive_failures + 1
-    delay = backoff_delay(failures, ctx.jitter) if retry else None
+    delay = retry_delay(failures, ctx.jitter, transient=retry)
     reason = journal.reason or result
     new = replace(
         status,
@@ -446,7 +446,7 @@ def blocked(
     say why; a transient problem is retried after a capped, jittered backoff.
     """
     failures = status.consecutive_failures + 1
-    delay = backoff_delay(failures, ctx.jitter) if transient else None
+    delay = retry_delay(failures, ctx.jitter, transient=transient)
     new = replace(
         status,
         consecutive_failures=failures,

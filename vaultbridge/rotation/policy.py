@@ -8,6 +8,10 @@ from vaultbridge.model.status import COMPLIANT, Condition, ConditionStatus, Stat
 
 DEFAULT_BACKOFF_BASE = timedelta(seconds=5)
 DEFAULT_BACKOFF_CAP = timedelta(minutes=10)
+# A failure a human must fix (unknown option, permission denied) is still retried, slowly: the
+# fix may come from outside (a Vault path created, a cap granted) without any change to the CR.
+PERMANENT_BACKOFF_BASE = timedelta(minutes=1)
+PERMANENT_BACKOFF_CAP = timedelta(hours=1)
 _MAX_EXPONENT = 32  # 5s * 2**32 is far beyond any sane cap; avoids huge ints
 
 
@@ -27,6 +31,13 @@ def backoff_delay(
     exponent = min(max(failures - 1, 0), _MAX_EXPONENT)
     ceiling = min(cap, base * (1 << exponent))
     return max(base / 2, ceiling * jitter)
+
+
+def retry_delay(failures: int, jitter: float, *, transient: bool) -> timedelta:
+    """Backoff after a failure: fast for transient problems, slow for ones a human must fix."""
+    if transient:
+        return backoff_delay(failures, jitter)
+    return backoff_delay(failures, jitter, PERMANENT_BACKOFF_BASE, PERMANENT_BACKOFF_CAP)
 
 
 def compliance(

@@ -26,6 +26,7 @@ from vaultbridge.testenv.common import (
     free_port,
     log_tail,
     pid_alive,
+    processes_mentioning,
     spawn,
     stop_pid,
     wait_until,
@@ -187,6 +188,10 @@ class CephCluster:
         """
         pid = self.pids.pop(mon_id, None)
         proc = self._procs.pop(mon_id, None)
+        if pid is None or not pid_alive(pid):
+            # restarted by another process (a reused environment): find it by its arguments
+            pid = self._find_mon_pid(mon_id)
+            proc = None
         if pid is None:
             return
         if kill:
@@ -206,6 +211,18 @@ class CephCluster:
                 what=f"ceph quorum {','.join(sorted(want))} after stopping mon.{mon_id}",
                 timeout=READY_TIMEOUT,
             )
+
+    def _find_mon_pid(self, mon_id: str) -> int | None:
+        for pid in processes_mentioning(str(self.conf)):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"-i" in argv and argv[argv.index(b"-i") + 1 : argv.index(b"-i") + 2] == [
+                mon_id.encode()
+            ]:
+                return pid
+        return None
 
     def stop(self) -> None:
         """Stop every mon by pid. Safe to call twice and from another process."""

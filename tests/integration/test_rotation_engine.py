@@ -1,0 +1,459 @@
+"""The rotation engine end to end against real OpenBao, Kubernetes and Ceph mons."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client as k8s
+from rotation_helpers import (
+    api_client,
+    ceph_config,
+    cli_env,
+    config_spec,
+    create_cr,
+    events_for,
+    get_cr,
+    namespace,
+    read_secret,
+    run_cli,
+    unique,
+    vault,
+    vault_labels,
+    vault_put,
+    vaultbridge_cmd,
+    wait_for,
+)
+
+import vaultbridge.app as application
+from vaultbridge.model.spec import CredentialRef
+from vaultbridge.settings import load_settings
+from vaultbridge.testenv.env import Environment
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api(testenv: Environment) -> k8s.ApiClient:
+    return api_client(testenv)
+
+
+@pytest.fixture
+def ns(api: k8s.ApiClient) -> Iterator[str]:
+    with namespace(api) as name:
+        yield name
+
+
+@pytest.fixture
+def app(testenv: Environment, monkeypatch: pytest.MonkeyPatch) -> Iterator[application.App]:
+    for key, value in testenv.variables().items():
+        if key.startswith("VAULTBRIDGE_"):
+            monkeypatch.setenv(key, value)
+    built = application.build(load_settings())
+    yield built
+    built.close()
+
+
+def secret_value(api: k8s.ApiClient, ns: str, name: str = "cred", key: str = "value") -> str | None:
+    secret = read_secret(api, ns, name)
+    if secret is None or not secret.data or key not in secret.data:
+        return None
+    return base64.b64decode(secret.data[key]).decode()
+
+
+def test_rotation_end_to_end(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    path, who = unique("ceph/rgw"), f"client.rgw.{unique('e2e')}"
+    v1 = vault_put(testenv, path, {"value": "first-secret"})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    ref = CredentialRef(ns, "cred")
+
+    first = app.engine.sync(ref)
+    assert first.result == "promoted" and first.version == v1
+    v2 = vault_put(testenv, path, {"value": "second-secret"})
+    second = app.engine.sync(ref)
+    assert second.result == "promoted" and second.version == v2
+
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "second-secret"
+    secret = read_secret(api, ns, "cred")
+    assert secret is not None
+    assert base64.b64decode(secret.data["value"]).decode() == "second-secret"
+    assert secret.metadata.annotations["vaultbridge.io/vault-version"] == str(v2)
+    assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "vaultbridge"
+    owner = secret.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller, owner.block_owner_deletion) == (
+        "CredentialRotation",
+        "cred",
+        True,
+        True,
+    )
+    status = get_cr(api, ns, "cred")["status"]
+    assert (status["phase"], status["currentVersion"], status["previousVersion"]) == (
+        "Promoted",
+        v2,
+        v1,
+    )
+    assert status["rotation"] is None and status["pendingVersion"] is None
+    assert [h["version"] for h in status["history"]] == [v2, v1]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    assert vault_labels(testenv, path) == {
+        "vaultbridge-current": str(v2),
+        "vaultbridge-previous": str(v1),
+    }
+    reasons = [e["reason"] for e in events_for(api, ns, "cred")]
+    assert "Promoted" in reasons and "RotationStarted" in reasons
+    # a second sync finds everything in step and changes nothing
+    again = app.engine.sync(ref)
+    assert again.result == "unchanged"
+    assert get_cr(api, ns, "cred")["status"]["history"][0]["version"] == v2
+    # no pre-image Secret is left behind
+    assert read_secret(api, ns, "cred-vaultbridge-preimage") is None
+
+
+def test_list_target_and_config_key(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    path, who = unique("ceph/keystone"), f"client.rgw.{unique('list')}"
+    vault_put(testenv, path, {"user": "admin", "password": "pw-1"})
+    create_cr(
+        api,
+        ns,
+        "keystone",
+        {
+            "source": {"mount": "secret", "path": path},
+            "secret": {"name": "keystone"},
+            "target": {
+                "config": [
+                    {"who": who, "option": "rgw_keystone_admin_user", "field": "user"},
+                    {"who": who, "option": "rgw_keystone_admin_password", "field": "password"},
+                ]
+            },
+        },
+    )
+    assert app.engine.sync(CredentialRef(ns, "keystone")).result == "promoted"
+    assert ceph_config(testenv, who, "rgw_keystone_admin_user") == "admin"
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "pw-1"
+    assert secret_value(api, ns, "keystone", "user") == "admin"
+    assert secret_value(api, ns, "keystone", "password") == "pw-1"
+
+    key_path, key = unique("ceph/dash"), f"mgr/dashboard/{unique('k')}"
+    vault_put(testenv, key_path, {"value": "dash-secret"})
+    create_cr(
+        api,
+        ns,
+        "dash",
+        {
+            "source": {"mount": "secret", "path": key_path},
+            "secret": {"name": "dash"},
+            "target": {"configKey": {"key": key}},
+        },
+    )
+    assert app.engine.sync(CredentialRef(ns, "dash")).result == "promoted"
+    assert testenv.ceph.ceph("config-key", "get", key) == "dash-secret"
+
+
+def test_generate_rotate_and_rollback(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    path, who = unique("ceph/gen"), f"client.rgw.{unique('gen')}"
+    create_cr(api, ns, "cred", config_spec(path, who, generate=True))
+    ref = CredentialRef(ns, "cred")
+    first = app.engine.rotate(ref)
+    assert first.result == "promoted" and first.version == 1
+    generated = ceph_config(testenv, who, "rgw_keystone_admin_password")
+    assert generated and len(generated) >= 32
+    second = app.engine.rotate(ref)
+    assert second.result == "promoted" and second.version == 2
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") != generated
+    back = app.engine.rollback(ref)
+    assert back.result == "promoted" and back.version == 1
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == generated
+    assert secret_value(api, ns) == generated
+    assert vault_labels(testenv, path)["vaultbridge-current"] == "1"
+    refused = app.engine.rollback(ref, to_version=7)
+    assert refused.result == "failed" and "never verified" in refused.message
+
+
+def test_unknown_option_rolls_back_all_or_nothing(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    path, who = unique("ceph/bad"), f"client.rgw.{unique('bad')}"
+    vault_put(testenv, path, {"user": "u1", "password": "p1"})
+    spec = {
+        "source": {"mount": "secret", "path": path},
+        "secret": {"name": "cred"},
+        "target": {
+            "config": [
+                {"who": who, "option": "rgw_keystone_admin_user", "field": "user"},
+                {"who": who, "option": "rgw_keystone_admin_password", "field": "password"},
+            ]
+        },
+    }
+    create_cr(api, ns, "cred", spec)
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.sync(ref).result == "promoted"
+    # version 2 adds a third option that Ceph does not know: nothing of version 2 may stick
+    v2 = vault_put(testenv, path, {"user": "u2", "password": "p2"})
+    cr = get_cr(api, ns, "cred")
+    cr["spec"]["target"]["config"].append(
+        {"who": who, "option": "no_such_option_vb", "field": "password"}
+    )
+    k8s.CustomObjectsApi(api).replace_namespaced_custom_object(
+        "vaultbridge.io", "v1alpha1", ns, "credentialrotations", "cred", cr
+    )
+    outcome = app.engine.sync(ref)
+    assert outcome.result == "rolled-back", outcome
+    assert "no_such_option_vb" in outcome.message
+    assert ceph_config(testenv, who, "rgw_keystone_admin_user") == "u1"
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "p1"
+    assert ceph_config(testenv, who, "no_such_option_vb") is None
+    assert secret_value(api, ns, "cred", "password") == "p1"
+    assert vault_labels(testenv, path) == {"vaultbridge-current": "1"}
+    status = get_cr(api, ns, "cred")["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "RolledBack" and status["currentVersion"] == 1
+    assert conditions["Ready"]["status"] == "False" and conditions["Degraded"]["status"] == "True"
+    assert status["history"][0]["result"] == "RolledBack" and status["history"][0]["version"] == v2
+    assert status["nextRetryTime"] is not None  # backoff, not a hot loop
+    warnings = [e for e in events_for(api, ns, "cred") if e["type"] == "Warning"]
+    assert any("no_such_option_vb" in e["note"] for e in warnings)
+
+
+def test_missing_vault_path_and_field_change_nothing(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    who = f"client.rgw.{unique('missing')}"
+    create_cr(api, ns, "nopath", config_spec(unique("ceph/none"), who))
+    outcome = app.engine.sync(CredentialRef(ns, "nopath"))
+    assert outcome.result == "failed" and outcome.reason == "VaultNotFound"
+    status = get_cr(api, ns, "nopath")["status"]
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "VaultNotFound"
+    assert status.get("currentVersion") is None and status.get("rotation") is None
+    assert any(e["reason"] == "VaultNotFound" for e in events_for(api, ns, "nopath"))
+
+    path = unique("ceph/nofield")
+    vault_put(testenv, path, {"other": "x"})
+    create_cr(api, ns, "nofield", config_spec(path, who))
+    outcome = app.engine.sync(CredentialRef(ns, "nofield"))
+    assert outcome.result == "failed" and outcome.reason == "VaultFieldMissing"
+    assert "'value' missing" in outcome.message and "other" in outcome.message
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") is None
+    assert read_secret(api, ns, "cred") is None
+
+
+def test_secret_is_the_source(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    """rook/rook#15460: an edit of the Secret reaches the mon database."""
+    who = f"client.rgw.{unique('src')}"
+    create_cr(
+        api,
+        ns,
+        "cred",
+        {
+            "secret": {"name": "cred"},
+            "target": {"config": {"who": who, "option": "rgw_keystone_admin_password"}},
+        },
+    )
+    cr = get_cr(api, ns, "cred")
+    owner = k8s.V1OwnerReference(
+        api_version="vaultbridge.io/v1alpha1",
+        kind="CredentialRotation",
+        name="cred",
+        uid=cr["metadata"]["uid"],
+        controller=True,
+        block_owner_deletion=True,
+    )
+    core = k8s.CoreV1Api(api)
+    core.create_namespaced_secret(
+        ns,
+        k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name="cred", owner_references=[owner]),
+            string_data={"value": "edited-1"},
+        ),
+    )
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.sync(ref).result == "promoted"
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "edited-1"
+    core.patch_namespaced_secret("cred", ns, {"stringData": {"value": "edited-2"}})
+    outcome = app.engine.sync(ref)
+    assert outcome.result == "promoted" and outcome.version == 2
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "edited-2"
+    assert app.engine.sync(ref).result == "unchanged"
+
+
+def test_refuses_unowned_secret_unless_adopt(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    path, who = unique("ceph/own"), f"client.rgw.{unique('own')}"
+    vault_put(testenv, path, {"value": "v"})
+    k8s.CoreV1Api(api).create_namespaced_secret(
+        ns,
+        k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name="cred"), string_data={"value": "theirs", "other": "keep"}
+        ),
+    )
+    create_cr(api, ns, "cred", config_spec(path, who))
+    ref = CredentialRef(ns, "cred")
+    outcome = app.engine.sync(ref)
+    assert outcome.result == "failed" and outcome.reason == "SecretNotOwned"
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") is None
+    cr = get_cr(api, ns, "cred")
+    cr["spec"]["secret"]["adopt"] = True
+    k8s.CustomObjectsApi(api).replace_namespaced_custom_object(
+        "vaultbridge.io", "v1alpha1", ns, "credentialrotations", "cred", cr
+    )
+    assert app.engine.sync(ref).result == "promoted"
+    assert secret_value(api, ns) == "v" and secret_value(api, ns, "cred", "other") == "keep"
+
+
+def test_dry_run_changes_nothing(testenv: Environment, api: k8s.ApiClient, ns: str) -> None:
+    path, who = unique("ceph/dry"), f"client.rgw.{unique('dry')}"
+    vault_put(testenv, path, {"value": "dry"})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    done = run_cli(testenv, "sync", f"{ns}/cred", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "plan is valid" in done.stdout and "apply version 1" in done.stdout
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") is None
+    assert read_secret(api, ns, "cred") is None
+    assert not get_cr(api, ns, "cred").get("status")
+    bad = run_cli(testenv, "sync", f"{ns}/cred", "--dry-run", "-o", "json")
+    assert json.loads(bad.stdout)["result"] == "planned"
+    create_cr(
+        api,
+        ns,
+        "bad",
+        config_spec(
+            path,
+            who,
+        ),
+    )
+    cr = get_cr(api, ns, "bad")
+    cr["spec"]["target"]["config"]["option"] = "no_such_option_dry"
+    k8s.CustomObjectsApi(api).replace_namespaced_custom_object(
+        "vaultbridge.io", "v1alpha1", ns, "credentialrotations", "bad", cr
+    )
+    refused = run_cli(testenv, "sync", f"{ns}/bad", "--dry-run")
+    assert refused.returncode == 1 and "no_such_option_dry" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_deleting_the_cr_garbage_collects_the_secret(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    path, who = unique("ceph/gc"), f"client.rgw.{unique('gc')}"
+    vault_put(testenv, path, {"value": "gc"})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    assert app.engine.sync(CredentialRef(ns, "cred")).result == "promoted"
+    assert read_secret(api, ns, "cred") is not None
+    k8s.CustomObjectsApi(api).delete_namespaced_custom_object(
+        "vaultbridge.io", "v1alpha1", ns, "credentialrotations", "cred"
+    )
+    wait_for(
+        lambda: read_secret(api, ns, "cred") is None,
+        "Secret garbage-collected after the CR was deleted",
+    )
+
+
+def test_mons_down_rolls_back_cleanly(testenv: Environment, api: k8s.ApiClient, ns: str) -> None:
+    path, who = unique("ceph/down"), f"client.rgw.{unique('down')}"
+    vault_put(testenv, path, {"value": "before"})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0
+    v2 = vault_put(testenv, path, {"value": "after"})
+    stopped = testenv.ceph.mon_ids[1:]
+    for mon in stopped:
+        testenv.ceph.stop_mon(mon, wait_quorum=False)
+    try:
+        done = run_cli(testenv, "sync", f"{ns}/cred", timeout=180, VAULTBRIDGE_CEPH__TIMEOUT="3")
+        assert done.returncode == 1
+        assert "CephUnavailable" in done.stderr or "unavailable" in done.stderr.lower(), done.stderr
+    finally:
+        for mon in stopped:
+            testenv.ceph.start_mon(mon)
+    status = get_cr(api, ns, "cred")["status"]
+    assert status["currentVersion"] == 1 and status["pendingVersion"] in (None, v2)
+    assert secret_value(api, ns) == "before"
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "before"
+    # once the mons are back, the next sync completes
+    assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "after"
+
+
+@pytest.mark.parametrize("fault", ["hang-after:Apply", "hang-after:Verify", "hang-after:Snapshot"])
+def test_kill_9_mid_rotation_then_restart_completes(
+    testenv: Environment, api: k8s.ApiClient, ns: str, fault: str
+) -> None:
+    path, who = unique("ceph/crash"), f"client.rgw.{unique('crash')}"
+    vault_put(testenv, path, {"value": "old-credential"})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0
+    v2 = vault_put(testenv, path, {"value": "new-credential"})
+    proc = subprocess.Popen(
+        [*vaultbridge_cmd(), "sync", f"{ns}/cred"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(testenv, VAULTBRIDGE_FAULT=fault),
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while "fault point" not in proc.stderr.readline():
+        assert time.monotonic() < deadline and proc.poll() is None, "fault point never reached"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    journal = get_cr(api, ns, "cred")["status"]["rotation"]
+    assert journal is not None and journal["version"] == v2
+    # the old credential is still what the Secret holds: nothing is lost
+    assert secret_value(api, ns) == "old-credential"
+    resumed = run_cli(testenv, "sync", f"{ns}/cred")
+    assert resumed.returncode == 0, resumed.stderr
+    status = get_cr(api, ns, "cred")["status"]
+    assert status["rotation"] is None and status["currentVersion"] == v2
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "new-credential"
+    assert secret_value(api, ns) == "new-credential"
+    assert read_secret(api, ns, "cred-vaultbridge-preimage") is None
+    assert vault_labels(testenv, path) == {
+        "vaultbridge-current": str(v2),
+        "vaultbridge-previous": "1",
+    }
+
+
+def test_canary_never_leaks(testenv: Environment, api: k8s.ApiClient, ns: str) -> None:
+    canary = "CANARY-" + unique("s3cr3t")
+    path, who = unique("ceph/canary"), f"client.rgw.{unique('canary')}"
+    vault_put(testenv, path, {"value": canary})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    outputs = []
+    for args in (
+        ["sync", f"{ns}/cred", "--dry-run"],
+        ["sync", f"{ns}/cred"],
+        ["status", "-o", "json"],
+        ["history", f"{ns}/cred"],
+    ):
+        done = run_cli(testenv, *args, VAULTBRIDGE_LOG_LEVEL="DEBUG")
+        outputs += [done.stdout, done.stderr]
+    # a failure path too: an unknown option with the canary as the value
+    cr = get_cr(api, ns, "cred")
+    cr["spec"]["target"]["config"]["option"] = "no_such_option_canary"
+    k8s.CustomObjectsApi(api).replace_namespaced_custom_object(
+        "vaultbridge.io", "v1alpha1", ns, "credentialrotations", "cred", cr
+    )
+    vault_put(testenv, path, {"value": canary + "-2"})
+    failed = run_cli(testenv, "sync", f"{ns}/cred", VAULTBRIDGE_LOG_LEVEL="DEBUG")
+    assert failed.returncode == 1
+    outputs += [failed.stdout, failed.stderr]
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == canary  # it did reach Ceph
+    status_text = json.dumps(get_cr(api, ns, "cred")["status"])
+    events_text = json.dumps(events_for(api, ns, "cred"))
+    for text in [*outputs, status_text, events_text]:
+        assert canary not in text
+    assert vault(testenv).secrets.kv.v2.read_secret_version(
+        path=path, mount_point="secret", raise_on_deleted_version=True
+    )
