@@ -286,6 +286,10 @@ def demo(mons: int, keep: bool) -> None:
         sys.exit(run_demo(mons=mons, keep=keep))
 
 
+from vaultbridge.policy import policy_group  # noqa: E402 - `vaultbridge policy render`
+
+main.add_command(policy_group)
+
 if __name__ == "__main__":
     logging.basicConfig()
     main()

@@ -307,6 +307,13 @@ def ceph_grants(credentials: Sequence[Credential]) -> list[str]:
                     grants.append(_grant_prefix(command, "entity", scope))
                 else:
                     grants.append(_grant(command, entity=scope))
+            if kind == "exact":  # Ceph >= 17 swaps in place with pending keys
+                for command in (
+                    "auth get-or-create-pending",
+                    "auth commit-pending",
+                    "auth clear-pending",
+                ):
+                    grants.append(_grant(command, entity=scope))
     if any(isinstance(c.spec.target, CephxTarget) for c in credentials):
         grants += [_grant("quorum_status"), _grant("sessions")]
     return list(dict.fromkeys(grants))
