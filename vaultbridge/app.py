@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import queue
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from vaultbridge.ceph import CephConnection, CephRejected, ConfigKeyStore, ConfigStore
+from vaultbridge.ceph import (
+    CephConnection,
+    CephRejected,
+    CephxAuth,
+    ConfigKeyStore,
+    ConfigStore,
+    cephx_key_is_valid,
+    keyring_text,
+    make_cephx_key,
+)
 from vaultbridge.engine.engine import ROTATION_ANNOTATION, VERSION_ANNOTATION, Engine, Observer
-from vaultbridge.engine.ports import ConfigKey, CredentialObject, StoredSecret
+from vaultbridge.engine.ports import CephxEntity, ConfigKey, CredentialObject, StoredSecret
 from vaultbridge.kube import (
     CredentialRotationClient,
     EventRecorder,
@@ -121,8 +134,15 @@ class KubeSecrets:
 
 
 class KubeEvents:
-    def __init__(self, recorder: EventRecorder) -> None:
+    """Records Events from a background thread: an Event is a courtesy and must not add its
+    round trip to a rotation. ``flush`` (called on close) waits for the queue to drain."""
+
+    def __init__(self, recorder: EventRecorder, capacity: int = 10_000) -> None:
         self.recorder = recorder
+        self.queue: queue.Queue[tuple[ObjectRef, Literal["Normal", "Warning"], str, str] | None]
+        self.queue = queue.Queue(maxsize=capacity)
+        self.worker = threading.Thread(target=self._drain, name="vaultbridge-events", daemon=True)
+        self.worker.start()
 
     def emit(
         self,
@@ -138,7 +158,25 @@ class KubeEvents:
             credential.kind,
             credential.api_version,
         )
-        self.recorder.emit(ref, type, reason, message)
+        try:
+            self.queue.put_nowait((ref, type, reason, message))
+        except queue.Full:
+            log.warning("event queue full; dropped Event %s on %s", reason, credential.ref)
+
+    def _drain(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                self.recorder.emit(*item)
+            finally:
+                self.queue.task_done()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 class VaultKv:
@@ -170,6 +208,84 @@ class VaultKv:
 
     def generate_password(self) -> Sensitive:
         return self.kv.generate_password()
+
+    def random_bytes(self, n: int) -> bytes:
+        return self.kv.random_bytes(n)
+
+
+class CephxMon:
+    """The cephx auth database, shaped to the engine's ``CephxStore`` port."""
+
+    VERSION_TTL = 300.0  # seconds a detected mon version is trusted
+
+    def __init__(self, conn: CephConnection) -> None:
+        self.conn = conn
+        self.auth = CephxAuth(conn)
+        self._version: tuple[tuple[int, int, int], float] | None = None
+
+    def ceph_version(self) -> tuple[int, int, int]:
+        now = time.monotonic()
+        if self._version is None or now - self._version[1] > self.VERSION_TTL:
+            self._version = (self.conn.version(), now)
+        return self._version[0]
+
+    def get_entity(self, name: str) -> CephxEntity | None:
+        found = self.auth.get_entity(name)
+        return None if found is None else CephxEntity(found.name, found.key, dict(found.caps))
+
+    def add_entity(self, name: str, key: Sensitive, caps: Mapping[str, str]) -> None:
+        self.auth.add_entity(name, key, caps)
+
+    def import_entity(self, name: str, key: Sensitive, caps: Mapping[str, str]) -> None:
+        self.auth.import_entity(name, key, caps)
+
+    def set_caps(self, name: str, caps: Mapping[str, str]) -> None:
+        self.auth.set_caps(name, caps)
+
+    def remove_entity(self, name: str) -> None:
+        self.auth.remove_entity(name)
+
+    def verify_key(
+        self,
+        name: str,
+        key: Sensitive,
+        probe_allowed: Mapping[str, Any],
+        probe_refused: Mapping[str, Any] | None,
+    ) -> None:
+        self.auth.verify_key(name, key, probe_allowed, probe_refused)
+
+    def sessions(self, entity: str) -> list[str]:
+        return self.auth.sessions(entity)
+
+    def make_key(self, random16: bytes, created: int) -> Sensitive:
+        return Sensitive(make_cephx_key(random16, created))
+
+    def key_is_valid(self, key: Sensitive) -> bool:
+        return cephx_key_is_valid(key.reveal())
+
+    def keyring_text(self, name: str, key: Sensitive, caps: Mapping[str, str] | None) -> Sensitive:
+        return keyring_text(name, key, caps)
+
+    # Ceph >= 17 (Quincy): pending keys. Not exercised by the Pacific test cluster.
+    def get_or_create_pending(self, entity: str) -> Sensitive:
+        rows = self.conn.mon_json({"prefix": "auth get-or-create-pending", "entity": entity})
+        for row in rows if isinstance(rows, list) else [rows]:
+            if isinstance(row, dict) and row.get("pending_key"):
+                return Sensitive(str(row["pending_key"]))
+        raise CephRejected(f"auth get-or-create-pending {entity}: no pending key in the answer")
+
+    def commit_pending(self, entity: str) -> None:
+        self._pending("auth commit-pending", entity)
+
+    def clear_pending(self, entity: str) -> None:
+        self._pending("auth clear-pending", entity)
+
+    def _pending(self, prefix: str, entity: str) -> None:
+        try:
+            self.conn.mon_command({"prefix": prefix, "entity": entity})
+        except CephRejected as exc:
+            if exc.errno != errno.ENOENT:  # no pending key: nothing to commit or clear
+                raise
 
 
 class CephMon:
@@ -333,16 +449,19 @@ def build(
     crs = CredentialRotationClient(kube)
     vault_client = connect_vault(settings) if vault else None
     ceph_conn = connect_ceph(settings) if ceph else None
+    events = KubeEvents(EventRecorder(kube))
     engine = Engine(
         KubeCredentials(crs),
         KubeSecrets(SecretSink(kube)),
-        KubeEvents(EventRecorder(kube)),
+        events,
         VaultKv(KvV2Source(vault_client)) if vault_client else None,
         CephMon(ceph_conn) if ceph_conn else _NoCeph(),
         observer=observer,
+        cephx=CephxMon(ceph_conn) if ceph_conn else None,
     )
     app = App(settings, kube, crs, engine, vault_client, ceph_conn)
     for closer in (
+        events.flush,
         getattr(ceph_conn, "close", None),
         getattr(vault_client, "close", None),
         kube.close,

@@ -106,6 +106,7 @@ def test_rotation_end_to_end(
         "vaultbridge-current": str(v2),
         "vaultbridge-previous": str(v1),
     }
+    app.engine.events.flush()  # Events are recorded in the background
     reasons = [e["reason"] for e in events_for(api, ns, "cred")]
     assert "Promoted" in reasons and "RotationStarted" in reasons
     # a second sync finds everything in step and changes nothing
@@ -221,6 +222,7 @@ def test_unknown_option_rolls_back_all_or_nothing(
     assert conditions["Ready"]["status"] == "False" and conditions["Degraded"]["status"] == "True"
     assert status["history"][0]["result"] == "RolledBack" and status["history"][0]["version"] == v2
     assert status["nextRetryTime"] is not None  # backoff, not a hot loop
+    app.engine.events.flush()
     warnings = [e for e in events_for(api, ns, "cred") if e["type"] == "Warning"]
     assert any("no_such_option_vb" in e["note"] for e in warnings)
 
@@ -236,6 +238,7 @@ def test_missing_vault_path_and_field_change_nothing(
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert ready["status"] == "False" and ready["reason"] == "VaultNotFound"
     assert status.get("currentVersion") is None and status.get("rotation") is None
+    app.engine.events.flush()
     assert any(e["reason"] == "VaultNotFound" for e in events_for(api, ns, "nopath"))
 
     path = unique("ceph/nofield")
