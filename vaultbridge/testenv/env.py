@@ -9,6 +9,7 @@ while starting stops whatever had started, so nothing half-started is left runni
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -26,6 +27,9 @@ from vaultbridge.testenv.kube import KubeCluster, find_binaries, repo_root, star
 
 
 def default_state_dir() -> Path:
+    explicit = os.environ.get("VAULTBRIDGE_TESTENV_STATE")
+    if explicit:
+        return Path(explicit)
     root = repo_root()
     return (root if root is not None else Path.cwd()) / ".testenv"
 

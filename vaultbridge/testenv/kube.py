@@ -287,6 +287,12 @@ class KubeCluster:
 def start_kube(workdir: Path, bindir: Path | None = None, timeout: float = 90.0) -> KubeCluster:
     """Start etcd, kube-apiserver and kube-controller-manager; return once all three answer."""
     bindir = bindir or find_binaries()
+    missing = [name for name in BINARIES[:3] if not os.access(bindir / name, os.X_OK)]
+    if missing:
+        raise TestenvError(
+            f"Kubernetes binaries: {', '.join(missing)} missing in {bindir} "
+            "(testenv/build-bins builds them)"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     pki = workdir / "pki"
     make_pki(pki)
