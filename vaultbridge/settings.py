@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -62,7 +63,8 @@ class VaultSettings(BaseModel):
 
 class KubeSettings(BaseModel):
     kubeconfig: Path | None = None
-    namespaces: list[str] = Field(default_factory=list)  # empty: every namespace
+    # comma-separated in the environment; empty: every namespace
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     lease_namespace: str | None = None
     lease_name: str = "vaultbridge-leader"
 
@@ -97,7 +99,28 @@ class TriggerSettings(BaseModel):
     poll_interval: float = Field(default=30.0, ge=0)
     poll_budget: int = Field(default=100, ge=1)
     webhook_token: SecretStr | None = None
+    # ServiceAccount usernames allowed to trigger, comma-separated; empty: any ServiceAccount
+    webhook_subjects: Annotated[list[str], NoDecode] = Field(default_factory=list)
     agent_file: Path | None = None
+    agent_interval: float = Field(default=0.05, gt=0)  # seconds between looks at agent_file
+    schedule_jitter: float = Field(default=0.0, ge=0)  # seconds of random delay per run
+
+    @field_validator("webhook_subjects", mode="before")
+    @classmethod
+    def _subjects_comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class ControllerSettings(BaseModel):
+    max_concurrent_rotations: int = Field(default=4, ge=1, le=64)
+    min_interval: float = Field(default=2.0, ge=0)  # seconds between rotations of a credential
+    resync_interval: float = Field(default=600.0, ge=0)  # 0: no periodic full reconcile
+    lease_duration: float = Field(default=15.0, gt=0)
+    renew_deadline: float = Field(default=10.0, gt=0)
+    retry_period: float = Field(default=2.0, gt=0)
+    identity: str | None = None  # default: hostname + pid
 
 
 class Settings(BaseSettings):
@@ -113,6 +136,7 @@ class Settings(BaseSettings):
     ceph: CephSettings = Field(default_factory=CephSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

@@ -50,6 +50,7 @@ from vaultbridge.kube.secrets import (
     OwnerInfo,
     SecretSink,
 )
+from vaultbridge.kube.secretwatch import ManagedSecretWatch
 from vaultbridge.kube.tokens import TokenClient, request_token, review_token
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "KubeWatchExpired",
     "LeaderElector",
     "ListSnapshot",
+    "ManagedSecretWatch",
     "ObjectRef",
     "OwnedSecret",
     "OwnerInfo",

@@ -1,0 +1,146 @@
+"""List and watch the Secrets vaultbridge manages (label ``app.kubernetes.io/managed-by``).
+
+What crosses this boundary is metadata only: name, namespace, uid, resourceVersion, labels,
+ownerReferences and vaultbridge's own annotations. Data, stringData and every other annotation
+(``kubectl.kubernetes.io/last-applied-configuration`` may hold the values) are dropped before
+an object leaves this module, so a watch never carries a credential around the controller.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from vaultbridge.kube.client import KubeClient
+from vaultbridge.kube.crd import WATCH_CHUNK_SECONDS, ListSnapshot, _lines, _merge, _scopes
+from vaultbridge.kube.errors import (
+    TRANSLATABLE,
+    KubeError,
+    KubeWatchExpired,
+    Operation,
+    raise_translated,
+)
+from vaultbridge.kube.secrets import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+
+SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+_KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
+
+
+def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
+    metadata = obj.get("metadata") or {}
+    kept = {key: metadata[key] for key in _KEPT_METADATA if key in metadata}
+    kept["annotations"] = {
+        key: value
+        for key, value in (metadata.get("annotations") or {}).items()
+        if key.startswith("vaultbridge.io/")
+    }
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": kept}
+
+
+class ManagedSecretWatch:
+    """Secrets labelled as managed by vaultbridge, as metadata-only dicts."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+        self._core = kube.core()
+
+    def list_snapshot(self, namespaces: builtins.list[str] | None = None) -> ListSnapshot:
+        items: builtins.list[dict[str, Any]] = []
+        versions: dict[str | None, str] = {}
+        for namespace in _scopes(namespaces):
+            if namespace is None:
+                op = Operation("list", "secrets")
+                result = self.kube.call(
+                    op, self._core.list_secret_for_all_namespaces, label_selector=SELECTOR
+                )
+            else:
+                op = Operation("list", "secrets", namespace)
+                result = self.kube.call(
+                    op, self._core.list_namespaced_secret, namespace, label_selector=SELECTOR
+                )
+            items += [_metadata_only(item) for item in result.get("items", [])]
+            versions[namespace] = str(result.get("metadata", {}).get("resourceVersion", ""))
+        return ListSnapshot(items=items, resource_versions=versions)
+
+    def watch(
+        self,
+        namespaces: builtins.list[str] | None = None,
+        resource_versions: dict[str | None, str] | None = None,
+        *,
+        timeout_seconds: float | None = None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Like :meth:`CredentialRotationClient.watch`: ADDED/MODIFIED/DELETED/BOOKMARK pairs,
+        reconnecting from the last version; ``KubeWatchExpired`` on 410 Gone (list again)."""
+        scopes = _scopes(namespaces)
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        versions = resource_versions or {}
+        if len(scopes) == 1:
+            yield from self._stream(scopes[0], versions.get(scopes[0]), deadline, None)
+            return
+        stop = threading.Event()
+        yield from _merge([self._stream(s, versions.get(s), deadline, stop) for s in scopes], stop)
+
+    def _stream(
+        self,
+        namespace: str | None,
+        resource_version: str | None,
+        deadline: float | None,
+        stop: threading.Event | None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        version = resource_version
+        op = Operation("watch", "secrets", namespace)
+        while stop is None or not stop.is_set():
+            chunk = WATCH_CHUNK_SECONDS
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                chunk = max(1, min(chunk, int(remaining + 0.999)))
+            kwargs: dict[str, Any] = {
+                "watch": True,
+                "allow_watch_bookmarks": True,
+                "label_selector": SELECTOR,
+                "timeout_seconds": chunk,
+                "_preload_content": False,
+                "_request_timeout": (self.kube.timeout, chunk + 30),
+            }
+            if version:
+                kwargs["resource_version"] = version
+            try:
+                if namespace is None:
+                    response = self._core.list_secret_for_all_namespaces(**kwargs)
+                else:
+                    response = self._core.list_namespaced_secret(namespace, **kwargs)
+            except TRANSLATABLE as exc:
+                raise_translated(exc, op)
+            try:
+                for line in _lines(response, op):
+                    event = json.loads(line)
+                    kind = str(event.get("type", ""))
+                    obj = event.get("object") or {}
+                    if kind == "ERROR":
+                        code = int(obj.get("code", 0) or 0)
+                        message = str(obj.get("message", ""))[:300]
+                        error = KubeWatchExpired if code == 410 else KubeError
+                        raise error(
+                            f"watch of secrets failed ({code}): {message}",
+                            status=code,
+                            verb="watch",
+                            resource="secrets",
+                            namespace=namespace,
+                        )
+                    slim = _metadata_only(obj)
+                    metadata = slim["metadata"]
+                    version = str(metadata.get("resourceVersion") or version or "") or None
+                    if kind == "BOOKMARK" and namespace is not None:
+                        metadata.setdefault("namespace", namespace)
+                    yield kind, slim
+                    if stop is not None and stop.is_set():
+                        return
+            finally:
+                response.close()
+                response.release_conn()

@@ -1,0 +1,207 @@
+"""Prometheus metrics of the controller, in a registry of its own.
+
+Labels are never values: credentials are labelled ``namespace``/``name`` only, backends by name,
+results and triggers by a small fixed vocabulary. Per-credential gauges (age, last success) are
+computed at scrape time from the controller's view, so deleted credentials disappear by
+themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+ROTATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+@dataclass(frozen=True)
+class CredentialSample:
+    namespace: str
+    name: str
+    age_seconds: float | None
+    last_success: float | None
+    """Unix time of the last verified rotation (``lastVerifiedTime``)."""
+    compliant: bool | None
+
+
+class _CredentialCollector(Collector):
+    def __init__(self, samples: Callable[[], Iterable[CredentialSample]]) -> None:
+        self.samples = samples
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        age = GaugeMetricFamily(
+            "vaultbridge_credential_age_seconds",
+            "Seconds since the live credential was last rotated",
+            labels=["namespace", "name"],
+        )
+        success = GaugeMetricFamily(
+            "vaultbridge_credential_last_success_timestamp_seconds",
+            "Unix time of the last verified rotation of the credential",
+            labels=["namespace", "name"],
+        )
+        compliant = GaugeMetricFamily(
+            "vaultbridge_credential_compliant",
+            "1 when the credential is younger than spec.maxAge (or has none), else 0",
+            labels=["namespace", "name"],
+        )
+        for sample in self.samples():
+            labels = [sample.namespace, sample.name]
+            if sample.age_seconds is not None:
+                age.add_metric(labels, sample.age_seconds)
+            if sample.last_success is not None:
+                success.add_metric(labels, sample.last_success)
+            if sample.compliant is not None:
+                compliant.add_metric(labels, 1.0 if sample.compliant else 0.0)
+        yield age
+        yield success
+        yield compliant
+
+
+class Metrics:
+    """Every metric the controller exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.rotations = Counter(
+            "vaultbridge_rotations_total",
+            "Reconciles and rotations by result (promoted, unchanged, rolled-back, failed, ...)",
+            ["result", "trigger"],
+            registry=r,
+        )
+        self.rotation_duration = Histogram(
+            "vaultbridge_rotation_duration_seconds",
+            "Wall time of one reconcile or rotation that changed something",
+            ["result"],
+            buckets=ROTATION_BUCKETS,
+            registry=r,
+        )
+        self.propagation = Histogram(
+            "vaultbridge_propagation_latency_seconds",
+            "From the trigger (watch event, webhook, agent file, poll, schedule) to the new "
+            "version verified in Ceph and promoted",
+            ["trigger"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.backend_requests = Counter(
+            "vaultbridge_backend_requests_total",
+            "Requests to a backend (vault, ceph, kubernetes)",
+            ["backend"],
+            registry=r,
+        )
+        self.backend_errors = Counter(
+            "vaultbridge_backend_errors_total",
+            "Failed requests to a backend",
+            ["backend"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "vaultbridge_leader", "1 while this process holds the leader Lease", registry=r
+        )
+        self.in_flight = Gauge(
+            "vaultbridge_rotations_in_flight", "Reconciles running now", registry=r
+        )
+        self.max_in_flight_per_credential = Gauge(
+            "vaultbridge_max_in_flight_per_credential",
+            "The most reconciles ever seen running at once for one credential (must stay 1)",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "vaultbridge_queue_depth", "Credentials waiting in the work queue", registry=r
+        )
+        self.triggers = Counter(
+            "vaultbridge_triggers_total",
+            "Triggers received, by kind (watch, webhook, agent, poll, schedule, retry, resync)",
+            ["trigger"],
+            registry=r,
+        )
+        self.webhook_rejected = Counter(
+            "vaultbridge_webhook_rejected_total",
+            "Trigger requests rejected, by HTTP status",
+            ["status"],
+            registry=r,
+        )
+        self.watch_restarts = Counter(
+            "vaultbridge_watch_relists_total",
+            "Relists after a watch expired (410 Gone) or failed",
+            ["resource"],
+            registry=r,
+        )
+        self.schedule_errors = Counter(
+            "vaultbridge_schedule_invalid_total",
+            "Credentials whose spec.schedule could not be parsed",
+            registry=r,
+        )
+        self._backend_ok: dict[str, float] = {}
+        self._backend_failed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def track_credentials(self, samples: Callable[[], Iterable[CredentialSample]]) -> None:
+        self.registry.register(_CredentialCollector(samples))
+
+    def backend_call(self, backend: str, ok: bool) -> None:
+        self.backend_requests.labels(backend).inc()
+        now = time.monotonic()
+        with self._lock:
+            if ok:
+                self._backend_ok[backend] = now
+            else:
+                self.backend_errors.labels(backend).inc()
+                self._backend_failed[backend] = now
+
+    def backend_health(self) -> dict[str, bool]:
+        """Per backend: False when its latest request failed."""
+        with self._lock:
+            names = set(self._backend_ok) | set(self._backend_failed)
+            return {
+                name: self._backend_failed.get(name, -1.0) <= self._backend_ok.get(name, -1.0)
+                for name in names
+            }
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def counting(target: Any, backend: str, metrics: Metrics, failure: type[BaseException]) -> Any:
+    """A proxy of ``target`` whose method calls count as requests to ``backend``.
+
+    A call raising ``failure`` counts as an error when the error is transient (unreachable,
+    timed out) or of a backend kind; a "not found" answer is still a reachable backend.
+    """
+    return _Counting(target, backend, metrics, failure)
+
+
+class _Counting:
+    def __init__(self, target: Any, backend: str, metrics: Metrics, failure: type[BaseException]):
+        self._target = target
+        self._backend = backend
+        self._metrics = metrics
+        self._failure = failure
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+        backend, metrics, failure = self._backend, self._metrics, self._failure
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = attr(*args, **kwargs)
+            except failure as exc:
+                metrics.backend_call(backend, not bool(getattr(exc, "transient", True)))
+                raise
+            metrics.backend_call(backend, True)
+            return result
+
+        return call
