@@ -299,9 +299,7 @@ class CephxDriver:
         try:
             holding = self.store.sessions(entity)
             if holding:
-                return (
-                    f"{', '.join('mon.' + m for m in holding)} still list a session for {entity}"
-                )
+                return f"{', '.join('mon.' + m for m in holding)} still list a session for {entity}"
             self.store.remove_entity(entity)
         except BackendError as exc:
             return f"{exc.reason}: {exc}"

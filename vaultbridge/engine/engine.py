@@ -19,8 +19,10 @@ from typing import Literal
 
 from vaultbridge import rotation
 from vaultbridge.engine import faults
+from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver
 from vaultbridge.engine.ports import (
     CephStore,
+    CephxStore,
     CredentialObject,
     CredentialRepository,
     EventRecorder,
@@ -97,6 +99,7 @@ class Engine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = random.random,
         observer: Observer | None = None,
+        cephx: CephxStore | None = None,
     ) -> None:
         self.credentials = credentials
         self.secrets = secrets
@@ -106,6 +109,7 @@ class Engine:
         self.clock = clock
         self.jitter = jitter
         self.observer = observer
+        self.cephx = cephx
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -152,11 +156,11 @@ class Engine:
         """What the controller calls: finish an interrupted rotation, else sync if needed."""
         credential = self.credentials.load(ref)
         if credential.status.rotation is not None:
-            return self.resume(credential)
+            return self._with_retirements(self.resume(credential))
         if credential.spec.suspend:
             return Outcome(ref, "unchanged", credential.status.current_version, "suspended")
-        return self._rotate(
-            ref, generate=False, to_version=None, dry_run=False, credential=credential
+        return self._with_retirements(
+            self._rotate(ref, generate=False, to_version=None, dry_run=False, credential=credential)
         )
 
     def resume(self, credential: CredentialObject) -> Outcome:
@@ -168,7 +172,11 @@ class Engine:
         except (BackendError, PreconditionError) as exc:
             # the new version cannot be read any more: roll back what may have been applied
             job = _Job(
-                credential, credential.spec, self._driver(credential.spec), journal.version, {}
+                credential,
+                credential.spec,
+                self._driver(credential.spec, credential, journal.version),
+                journal.version,
+                {},
             )
             log.warning(
                 "%s: resuming rotation %s without its data: %s", credential.ref, journal.id, exc
@@ -201,20 +209,36 @@ class Engine:
         try:
             if dry_run:
                 return self._plan(credential, generate=generate, to_version=to_version)
-            version = self._target_version(credential, generate=generate, to_version=to_version)
-            job = self._job(credential, version)
+            adopted = None if to_version is not None else self._cephx_adopt(credential)
+            if adopted is not None:
+                version, entity = adopted
+            else:
+                version = self._target_version(credential, generate=generate, to_version=to_version)
+                entity = None
+            job = self._job(credential, version, entity=entity)
             self._check_secret_ownership(credential)
             if self._in_sync(job):
                 self._clear_failure(credential)
+                self._cephx_caps_check(job)
                 return Outcome(
                     ref, "unchanged", version, f"{ref}: version {version} is live and verified"
                 )
+            if isinstance(job.driver, CephxDriver):
+                job.driver.check_new()
         except (BackendError, PreconditionError) as exc:
             return self._blocked(credential, exc)
         job.rotation_id = uuid.uuid4().hex[:12]
         job.current_before = credential.status.current_version
         job.previous_before = credential.status.previous_version
-        return self._drive(job, credential.status, rotation.Start(job.rotation_id, version, None))
+        start = rotation.Start(
+            job.rotation_id, version, getattr(job.driver, "journal_entity", None)
+        )
+        outcome = self._drive(job, credential.status, start)
+        if outcome.result == "promoted" and isinstance(job.driver, CephxDriver):
+            self._cephx_caps_check(job)
+            wake = self._retirement_wake(self.credentials.load(ref).status)
+            outcome.retry_after = _earliest(outcome.retry_after, wake)
+        return outcome
 
     def _drive(self, job: _Job, status: Status, event: rotation.Event) -> Outcome:
         credential = job.credential
@@ -272,12 +296,16 @@ class Engine:
         namespace = job.credential.ref.namespace
         stash_name = spec.secret.name + PREIMAGE_SUFFIX
         stash = self.secrets.read(namespace, stash_name)
-        if stash is None or stash.annotations.get(ROTATION_ANNOTATION) != job.rotation_id:
+        policy = getattr(job.driver, "stash_policy", "auto")
+        if policy == "never":
+            pass
+        elif stash is None or stash.annotations.get(ROTATION_ANNOTATION) != job.rotation_id:
             current = job.driver.read()
             secret = self.secrets.read(namespace, spec.secret.name)
             # the normal case: Ceph holds what the Secret holds, so the Secret is the pre-image
             secret_holds_preimage = (
-                spec.source is not None
+                policy == "auto"
+                and spec.source is not None
                 and secret is not None
                 and holds(current, job.driver.slots(), secret.data)
             )
@@ -315,6 +343,9 @@ class Engine:
 
     def _promote(self, job: _Job) -> None:
         spec = job.spec
+        before_promote = getattr(job.driver, "before_promote", None)
+        if before_promote is not None:
+            before_promote()  # cephx pending keys: commit-pending
         annotations = {VERSION_ANNOTATION: str(job.version), ROTATION_ANNOTATION: job.rotation_id}
         self.secrets.write(
             job.credential,
@@ -381,14 +412,22 @@ class Engine:
 
     # -- reading the desired state ---------------------------------------------------------------
 
-    def _driver(self, spec: CredentialSpec) -> TargetDriver:
+    def _driver(
+        self,
+        spec: CredentialSpec,
+        credential: CredentialObject | None = None,
+        version: int | None = None,
+        *,
+        entity: str | None = None,
+    ) -> TargetDriver:
         target = spec.target
         if isinstance(target, ConfigTarget):
             return ConfigDriver(spec, target, self.ceph)
         if isinstance(target, ConfigKeyTarget):
             return ConfigKeyDriver(spec, target, self.ceph)
         assert isinstance(target, CephxTarget)
-        raise PreconditionError("UnsupportedTarget", "cephx targets are not supported yet")
+        status = credential.status if credential is not None else None
+        return make_driver(spec, target, self._cephx(), status, version, entity=entity)
 
     def _target_version(
         self, credential: CredentialObject, *, generate: bool, to_version: int | None
@@ -416,7 +455,9 @@ class Engine:
                 raise
             current, existing = 0, {}
         data = dict(existing)
-        for name in source_fields(spec):
+        if isinstance(spec.target, CephxTarget):
+            data[spec.source.field] = self._new_cephx_key(spec, spec.target)
+        for name in source_fields(spec) if not isinstance(spec.target, CephxTarget) else ():
             if name.lower() in CARRIED_OVER_FIELDS and name in existing:
                 continue
             data[name] = vault.generate_password()
@@ -424,9 +465,11 @@ class Engine:
         self._observe(credential.ref, "generated", f"new Vault version {version}")
         return version
 
-    def _job(self, credential: CredentialObject, version: int) -> _Job:
+    def _job(
+        self, credential: CredentialObject, version: int, *, entity: str | None = None
+    ) -> _Job:
         spec = credential.spec
-        driver = self._driver(spec)
+        driver = self._driver(spec, credential, version, entity=entity)
         if spec.source is None:
             secret = self.secrets.read(credential.ref.namespace, spec.secret.name)
             if secret is None:
@@ -435,9 +478,10 @@ class Engine:
                     f"Secret {credential.ref.namespace}/{spec.secret.name} "
                     "does not exist (it is the source of this credential)",
                 )
-            data = self._pick(
-                secret.data, driver, f"Secret {credential.ref.namespace}/{spec.secret.name}"
-            )
+            where = f"Secret {credential.ref.namespace}/{spec.secret.name}"
+            data = self._pick(secret.data, driver, where)
+            if isinstance(driver, CephxDriver):
+                driver.check_secret_data(data, where)
         else:
             source = self._vault().read(spec.source.mount, spec.source.path, version)
             where = f"Vault {spec.source.mount}/{spec.source.path} version {version}"
@@ -503,6 +547,165 @@ class Engine:
             )
         return self.vault
 
+    # -- cephx: keys, adoption, caps drift, retirement -------------------------------------------
+
+    def _cephx(self) -> CephxStore:
+        if self.cephx is None:
+            raise PreconditionError(
+                "CephNotConfigured", "cephx targets need a Ceph connection (VAULTBRIDGE_CEPH__*)"
+            )
+        return self.cephx
+
+    def _new_cephx_key(self, spec: CredentialSpec, target: CephxTarget) -> Sensitive:
+        """A fresh cephx key: 16 bytes from Vault's RNG, or Ceph's pending key (in-place, >= 17)."""
+        store = self._cephx()
+        driver = make_driver(spec, target, store, None, None)
+        if driver.mode == "pending" and store.get_entity(target.entity) is not None:
+            return store.get_or_create_pending(target.entity)
+        created = int(self.clock().timestamp())
+        return store.make_key(self._vault().random_bytes(16), created)
+
+    def _cephx_adopt(self, credential: CredentialObject) -> tuple[int, str] | None:
+        """Adopt an existing, unmanaged entity: its key becomes Vault version 1, Ceph unchanged.
+
+        Only when the CR has no status versions, the Vault path has no versions and the base
+        entity exists. Returns (version, entity) to rotate to, else None.
+        """
+        spec = credential.spec
+        target = spec.target
+        status = credential.status
+        if (
+            not isinstance(target, CephxTarget)
+            or spec.source is None
+            or status.current_version is not None
+            or status.history
+        ):
+            return None
+        vault = self._vault()
+        try:
+            if vault.current_version(spec.source.mount, spec.source.path) > 0:
+                return None
+        except BackendError as exc:
+            if exc.reason != "VaultNotFound":
+                raise
+        existing = self._cephx().get_entity(target.entity)
+        if existing is None:
+            return None
+        version = vault.write(
+            spec.source.mount, spec.source.path, {spec.source.field: existing.key}, cas=0
+        )
+        message = (
+            f"adopted existing {target.entity}: its key is now Vault "
+            f"{spec.source.mount}/{spec.source.path} version {version}; Ceph is unchanged"
+        )
+        self.events.emit(credential, "Normal", "Adopted", message)
+        self._observe(credential.ref, "Adopted", message)
+        return version, target.entity
+
+    def _cephx_caps_check(self, job: _Job) -> None:
+        """Report (condition CapsInSync + Event CapsDrift) when Ceph's caps differ from the spec."""
+        driver = job.driver
+        if not isinstance(driver, CephxDriver):
+            return
+        try:
+            drift = driver.caps_drift()
+        except BackendError as exc:
+            log.warning("%s: caps check failed: %s", job.credential.ref, exc)
+            return
+        credential = self.credentials.load(job.credential.ref)
+        status = credential.status
+        existing = status.condition(CAPS_CONDITION)
+        now = self.clock()
+        if drift is None:
+            if existing is None or existing.status == "True":
+                return
+            status = status.with_condition(
+                CAPS_CONDITION,
+                "True",
+                "CapsMatch",
+                "caps match the spec",
+                now,
+                credential.generation,
+            )
+        else:
+            if existing is not None and existing.status == "False" and existing.message == drift:
+                return
+            status = status.with_condition(
+                CAPS_CONDITION, "False", "CapsDrift", drift, now, credential.generation
+            )
+            self.events.emit(credential, "Warning", "CapsDrift", drift)
+            self._observe(credential.ref, "CapsDrift", drift)
+        self.credentials.save_status(credential, status)
+
+    def retire_due(self, ref: CredentialRef) -> Outcome:
+        """Retire the earlier cephx generations whose grace has passed (alternate strategy).
+
+        An entity some mon still lists a session for is kept (RetireBlocked: status + Event) and
+        retried later. ``retry_after`` says when the next retirement is due.
+        """
+        credential = self.credentials.load(ref)
+        status = credential.status
+        target = credential.spec.target
+        if not isinstance(target, CephxTarget) or not status.retiring or status.rotation:
+            return Outcome(ref, "unchanged", status.current_version, "nothing to retire")
+        driver = make_driver(credential.spec, target, self._cephx(), status, None)
+        retry_after: timedelta | None = None
+        retired: list[str] = []
+        for entity in rotation.due_retirements(status, self.clock()):
+            if entity == status.current_entity:
+                continue
+            event: rotation.Event | None = rotation.RetireDue(entity)
+            while event is not None:
+                status, effects = rotation.step(status, event, self._context(credential))
+                event = None
+                for effect in effects:
+                    if isinstance(effect, rotation.Persist):
+                        self.credentials.save_status(credential, status)
+                    elif isinstance(effect, rotation.Emit):
+                        self.events.emit(credential, effect.type, effect.reason, effect.message)
+                        self._observe(ref, effect.reason, effect.message)
+                    elif isinstance(effect, rotation.RetryAfter):
+                        retry_after = _earliest(retry_after, effect.delay)
+                    elif isinstance(effect, rotation.Run) and effect.entity is not None:
+                        why = driver.retire(effect.entity)
+                        event = (
+                            rotation.Retired(effect.entity)
+                            if why is None
+                            else rotation.RetireBlocked(effect.entity, why)
+                        )
+                        if why is None:
+                            retired.append(effect.entity)
+        retry_after = _earliest(retry_after, self._retirement_wake(status))
+        return Outcome(
+            ref,
+            "unchanged",
+            status.current_version,
+            f"retired {', '.join(retired)}" if retired else "nothing retired",
+            retry_after=retry_after,
+        )
+
+    def _retirement_wake(self, status: Status) -> timedelta | None:
+        """How long until the next retirement that is not yet due (None: none waiting)."""
+        now = self.clock()
+        future = [r.not_before for r in status.retiring if r.not_before > now]
+        return min(future) - now if future else None
+
+    def _with_retirements(self, outcome: Outcome) -> Outcome:
+        """After a reconcile: retire what is due, and wake up when the next one is."""
+        try:
+            credential = self.credentials.load(outcome.ref)
+        except (BackendError, PreconditionError):
+            return outcome
+        if not isinstance(credential.spec.target, CephxTarget) or not credential.status.retiring:
+            return outcome
+        try:
+            retired = self.retire_due(outcome.ref)
+        except (BackendError, PreconditionError) as exc:
+            log.warning("%s: retirement check failed: %s", outcome.ref, exc)
+            return outcome
+        outcome.retry_after = _earliest(outcome.retry_after, retired.retry_after)
+        return outcome
+
     # -- dry run ------------------------------------------------------------------------------
 
     def _plan(
@@ -551,11 +754,15 @@ class Engine:
     # -- reporting -----------------------------------------------------------------------------
 
     def _context(self, credential: CredentialObject) -> rotation.Context:
+        target = credential.spec.target
+        alternate = isinstance(target, CephxTarget) and target.strategy == "alternate"
         return rotation.Context(
             now=self.clock(),
             generation=credential.generation,
             history_limit=credential.spec.history_limit,
             jitter=self.jitter(),
+            retire_after=target.retire_after if alternate else None,  # type: ignore[union-attr]
+            keep_prior=target.keep_prior if alternate else 1,  # type: ignore[union-attr]
         )
 
     def _blocked(
@@ -621,3 +828,11 @@ class Engine:
     def _observe(self, ref: CredentialRef, what: str, detail: str) -> None:
         if self.observer is not None:
             self.observer(ref, what, detail)
+
+
+def _earliest(a: timedelta | None, b: timedelta | None) -> timedelta | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
