@@ -307,6 +307,9 @@ def ceph_grants(credentials: Sequence[Credential]) -> list[str]:
                     grants.append(_grant_prefix(command, "entity", scope))
                 else:
                     grants.append(_grant(command, entity=scope))
+            if kind == "prefix":  # an existing base entity is adopted, later retired
+                for command in ("auth get", "auth rm"):
+                    grants.append(_grant(command, entity=target.entity))
             if kind == "exact":  # Ceph >= 17 swaps in place with pending keys
                 for command in (
                     "auth get-or-create-pending",

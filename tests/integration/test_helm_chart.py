@@ -8,7 +8,6 @@ the rendered pod template is also created as a bare Pod in a namespace that enfo
 from __future__ import annotations
 
 import copy
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -171,7 +170,7 @@ def test_rendered_pod_is_least_privilege_and_memory_backed(testenv: Environment)
     env = {e["name"]: e.get("value") for e in containers["vaultbridge"]["env"]}
     assert env["VAULTBRIDGE_VAULT__AUTH"] == "agent"
     assert env["VAULTBRIDGE_VAULT__TOKEN_FILE"] == "/vault/sink/token"
-    assert json.loads(env["VAULTBRIDGE_KUBE__NAMESPACES"]) == ["rook-ceph", "apps"]
+    assert env["VAULTBRIDGE_KUBE__NAMESPACES"] == "rook-ceph,apps"
     # only vaultbridge gets the Kubernetes API token; only the agent the Vault login token
     mounts = {n: {m["name"] for m in c["volumeMounts"]} for n, c in containers.items()}
     assert (

@@ -129,6 +129,10 @@ def test_ceph_caps_are_scoped_commands() -> None:
         assert f'allow command "config-key {command}" with key="mgr/x/local"' in grants
     for command in ("get", "add", "caps", "rm"):
         assert f'allow command "auth {command}" with entity prefix "client.app."' in grants
+    # the base entity itself: read (adoption) and removed (retired after adoption), no more
+    assert 'allow command "auth get" with entity="client.app"' in grants
+    assert 'allow command "auth rm" with entity="client.app"' in grants
+    assert 'allow command "auth add" with entity="client.app"' not in grants
     assert not any("auth import" in g or "auth ls" in g for g in grants)
     assert all(g.startswith('allow command "') for g in grants)  # never a blanket allow
     assert len(grants) == len(set(grants))
