@@ -502,14 +502,14 @@ def check(settings: Settings) -> list[CheckResult]:
         client = connect_vault(settings)
         health = client.health()
         sealed = health.get("sealed")
-        caps = client.capabilities(["sys/tools/random"])
+        caps = client.capabilities(["sys/tools/random/32"])
         results.append(
             CheckResult(
                 "vault",
                 not sealed,
                 f"{settings.vault.addr}: {'sealed' if sealed else 'unsealed'}, auth "
                 f"{settings.vault.auth} ok, random bytes: "
-                + ",".join(caps.get("sys/tools/random", [])),
+                + ",".join(caps.get("sys/tools/random/32", [])),
             )
         )
     except (BackendError, SettingsError) as exc:
