@@ -27,21 +27,34 @@ def log(message: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", choices=["config", "cephx", "triggers"],
-                        help="run only these benchmarks (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["config", "cephx", "triggers"],
+        help="run only these benchmarks (repeatable)",
+    )
     parser.add_argument("--count", type=int, default=1000, help="config credentials to rotate")
-    parser.add_argument("--rook-sample", type=int, default=100,
-                        help="credentials applied through the Rook CLI path (~0.5 s each)")
+    parser.add_argument(
+        "--rook-sample",
+        type=int,
+        default=100,
+        help="credentials applied through the Rook CLI path (~0.5 s each)",
+    )
     parser.add_argument("--mons", type=int, default=1, help="Ceph monitors to start")
     args = parser.parse_args()
     wanted = args.only or ["config", "cephx", "triggers"]
 
     reused = os.environ.get("VAULTBRIDGE_TESTENV_REUSE") == "1" and load() is not None
     env: Environment = load() if reused else start(mons=args.mons)  # type: ignore[assignment]
-    log(f"environment {'reused' if reused else 'started'}: {env.ceph.mon_ids} mons, "
-        f"OpenBao {env.vault.addr}, Kubernetes {env.kube.server}")
+    log(
+        f"environment {'reused' if reused else 'started'}: {env.ceph.mon_ids} mons, "
+        f"OpenBao {env.vault.addr}, Kubernetes {env.kube.server}"
+    )
     results: dict[str, Any] = {}
     try:
         for name in wanted:

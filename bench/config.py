@@ -60,20 +60,29 @@ def setup(env: Environment, count: int, ns: str, log: Callable[[str], None]) -> 
         vault.secrets.kv.v2.create_or_update_secret(
             path=f"bench/{ns}/c{i}", secret={"value": f"initial-{i}"}, mount_point="secret"
         )
-        custom.create_namespaced_custom_object("vaultbridge.io", "v1alpha1", ns, "credentialrotations", {
-            "apiVersion": "vaultbridge.io/v1alpha1", "kind": "CredentialRotation",
-            "metadata": {"name": f"c{i}"},
-            "spec": {
-                "source": {"mount": "secret", "path": f"bench/{ns}/c{i}"},
-                "secret": {"name": f"c{i}"},
-                "target": {"config": {"who": f"client.rgw.{ns}-{i}", "option": OPTION}},
+        custom.create_namespaced_custom_object(
+            "vaultbridge.io",
+            "v1alpha1",
+            ns,
+            "credentialrotations",
+            {
+                "apiVersion": "vaultbridge.io/v1alpha1",
+                "kind": "CredentialRotation",
+                "metadata": {"name": f"c{i}"},
+                "spec": {
+                    "source": {"mount": "secret", "path": f"bench/{ns}/c{i}"},
+                    "secret": {"name": f"c{i}"},
+                    "target": {"config": {"who": f"client.rgw.{ns}-{i}", "option": OPTION}},
+                },
             },
-        })
+        )
     log(f"created {count} Vault paths and CredentialRotations in namespace {ns}")
     return vault
 
 
-def run(env: Environment, count: int, rook_sample: int, log: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    env: Environment, count: int, rook_sample: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     ns = f"bench-{int(time.time())}"
     vault = setup(env, count, ns, log)
     for key, value in env.variables().items():
@@ -88,7 +97,8 @@ def run(env: Environment, count: int, rook_sample: int, log: Callable[[str], Non
     log(f"initial sync of {count} credentials: {time.monotonic() - began:.1f} s")
     for i in range(count):
         vault.secrets.kv.v2.create_or_update_secret(
-            path=f"bench/{ns}/c{i}", secret={"value": f"rotated-{i}-{os.urandom(8).hex()}"},
+            path=f"bench/{ns}/c{i}",
+            secret={"value": f"rotated-{i}-{os.urandom(8).hex()}"},
             mount_point="secret",
         )
     durations = []
@@ -98,8 +108,11 @@ def run(env: Environment, count: int, rook_sample: int, log: Callable[[str], Non
         outcome = app.engine.sync(ref)
         durations.append(time.perf_counter() - start)
         assert outcome.result == "promoted", outcome
-    ours = summary("vaultbridge sync (Vault -> Ceph -> verify -> Secret -> labels)", durations,
-                   time.monotonic() - began)
+    ours = summary(
+        "vaultbridge sync (Vault -> Ceph -> verify -> Secret -> labels)",
+        durations,
+        time.monotonic() - began,
+    )
     log(f"vaultbridge: {ours}")
     app.close()
 
@@ -117,8 +130,11 @@ def run(env: Environment, count: int, rook_sample: int, log: Callable[[str], Non
 
 def rook_path(env: Environment, ns: str, sample: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Apply changed values the way Rook does: assimilate, rm skipped, assimilate again."""
-    ceph_env = {**os.environ, "CEPH_CONF": str(env.ceph.conf),
-                "CEPH_ARGS": f"--keyring {env.ceph.admin_keyring} --name {env.ceph.user}"}
+    ceph_env = {
+        **os.environ,
+        "CEPH_CONF": str(env.ceph.conf),
+        "CEPH_ARGS": f"--keyring {env.ceph.admin_keyring} --name {env.ceph.user}",
+    }
     durations = []
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vb-bench-rook-") as tmp:
@@ -128,19 +144,40 @@ def rook_path(env: Environment, ns: str, sample: int, log: Callable[[str], None]
             value = f"rook-{i}-{os.urandom(8).hex()}"
             start = time.perf_counter()
             conf.write_text(f"[{section}]\n{OPTION} = {value}\n")
-            first = subprocess.run(["ceph", "config", "assimilate-conf", "-i", str(conf)],
-                                   capture_output=True, text=True, env=ceph_env, check=True)
+            first = subprocess.run(
+                ["ceph", "config", "assimilate-conf", "-i", str(conf)],
+                capture_output=True,
+                text=True,
+                env=ceph_env,
+                check=True,
+            )
             # what assimilate-conf could not set comes back as the "remaining" conf
             if OPTION in first.stdout:
-                subprocess.run(["ceph", "config", "rm", section, OPTION], capture_output=True,
-                               env=ceph_env, check=True)
-                subprocess.run(["ceph", "config", "assimilate-conf", "-i", str(conf)],
-                               capture_output=True, env=ceph_env, check=True)
+                subprocess.run(
+                    ["ceph", "config", "rm", section, OPTION],
+                    capture_output=True,
+                    env=ceph_env,
+                    check=True,
+                )
+                subprocess.run(
+                    ["ceph", "config", "assimilate-conf", "-i", str(conf)],
+                    capture_output=True,
+                    env=ceph_env,
+                    check=True,
+                )
             durations.append(time.perf_counter() - start)
-            dump = subprocess.run(["ceph", "config", "get", section, OPTION], capture_output=True,
-                                  text=True, env=ceph_env, check=True).stdout.strip()
+            dump = subprocess.run(
+                ["ceph", "config", "get", section, OPTION],
+                capture_output=True,
+                text=True,
+                env=ceph_env,
+                check=True,
+            ).stdout.strip()
             assert dump == value, f"Rook path did not apply {section}"
-    result = summary("Rook cephConfigFromSecret path (ceph CLI: assimilate-conf, rm, assimilate)",
-                     durations, time.monotonic() - began)
+    result = summary(
+        "Rook cephConfigFromSecret path (ceph CLI: assimilate-conf, rm, assimilate)",
+        durations,
+        time.monotonic() - began,
+    )
     log(f"rook: {result}")
     return result
