@@ -235,9 +235,20 @@ class Engine:
         )
         outcome = self._drive(job, credential.status, start)
         if outcome.result == "promoted" and isinstance(job.driver, CephxDriver):
-            self._cephx_caps_check(job)
-            wake = self._retirement_wake(self.credentials.load(ref).status)
-            outcome.retry_after = _earliest(outcome.retry_after, wake)
+            before = credential.status
+            drifted = before.condition(CAPS_CONDITION)
+            if drifted is not None and drifted.status == "False":
+                self._cephx_caps_check(job)  # the rotation applied the spec's caps: clear it
+            context = self._context(credential)
+            if context.retire_after is not None and before.current_entity not in (
+                None,
+                job.driver.entity,
+            ):
+                # the previous entity now waits retire_after (earlier ones may be due sooner)
+                wake = self._retirement_wake(before) or context.retire_after
+                outcome.retry_after = _earliest(
+                    outcome.retry_after, min(wake, context.retire_after)
+                )
         return outcome
 
     def _drive(self, job: _Job, status: Status, event: rotation.Event) -> Outcome:
