@@ -575,12 +575,12 @@ class Controller:
         denied = self._authorize(authorization)
         if denied is not None:
             return denied
+        if not self.leading_now():
+            return 503, {"error": "not the leader; send this to the leader (or retry)"}
         try:
             refs = self.endpoint.resolve(body)
         except Rejected as exc:
             return exc.status, {"error": exc.message}
-        if not self.leading_now():
-            return 503, {"error": "not the leader; send this to the leader (or retry)"}
         missing = [str(ref) for ref in refs if not self.schedules.run_now(ref)]
         if missing:
             return 404, {"error": f"no schedule for {', '.join(missing)}"}

@@ -115,12 +115,12 @@ class TriggerEndpoint(Generic[K]):
         self.ready = ready
 
     def handle(self, body: bytes, trigger: str = "webhook") -> Reply:
+        if not self.ready():  # a standby knows no credentials: say so rather than 404
+            return 503, {"error": "not the leader; send triggers to the leader (or retry)"}
         try:
             keys = self.resolve(body)
         except Rejected as exc:
             return exc.status, {"error": exc.message}
-        if not self.ready():
-            return 503, {"error": "not the leader; send triggers to the leader (or retry)"}
         for key in keys:
             self.queue(key, trigger)
         return 202, {"queued": [str(key) for key in keys]}
