@@ -241,9 +241,13 @@ def test_two_mons_stopped_fails_cleanly_then_completes(
             for mon in stopped:
                 testenv.ceph.start_mon(mon)
         assert set(entities(testenv, base)) <= {f"{base}.1", f"{base}.2", f"{base}.3", f"{base}.4"}
-        done = app.engine.reconcile(ref)  # finishes the interrupted rollback, if one was kept
-        if not done.ok:
-            done = app.engine.reconcile(ref)  # then syncs to the newest Vault version
+        # as the controller would: reconcile again until it completes (the first call may
+        # finish an interrupted rollback; the mons may still be settling their quorum)
+        for _ in range(10):
+            done = app.engine.reconcile(ref)
+            if done.ok:
+                break
+            time.sleep(1)
         assert done.ok, done.message
         status = get_cr(api, ns, "cred")["status"]
         assert status["rotation"] is None and status["currentVersion"] >= 3
