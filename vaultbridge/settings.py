@@ -102,7 +102,7 @@ class TriggerSettings(BaseModel):
     # ServiceAccount usernames allowed to trigger, comma-separated; empty: any ServiceAccount
     webhook_subjects: Annotated[list[str], NoDecode] = Field(default_factory=list)
     agent_file: Path | None = None
-    agent_interval: float = Field(default=0.05, gt=0)  # seconds between looks at agent_file
+    agent_interval: float = Field(default=0.02, gt=0)  # seconds between looks at agent_file
     schedule_jitter: float = Field(default=0.0, ge=0)  # seconds of random delay per run
 
     @field_validator("webhook_subjects", mode="before")

@@ -116,7 +116,7 @@ class AgentFileWatcher(Generic[K]):
         queue: Callable[[K, str], None],
         check_all: Callable[[], object],
         *,
-        interval: float = 0.05,
+        interval: float = 0.02,
     ) -> None:
         self.path = path
         self.sources = sources
