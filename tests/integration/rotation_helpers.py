@@ -151,3 +151,9 @@ def config_spec(
         "target": {"config": {"who": who, "option": option}},
         **extra,
     }
+
+
+def settled_events(app: Any, api: k8s.ApiClient, ns: str, name: str) -> list[dict[str, Any]]:
+    """Events of ``ns/name`` after the engine's background Event queue has drained."""
+    app.engine.events.flush()
+    return events_for(api, ns, name)

@@ -18,11 +18,11 @@ from rotation_helpers import (
     api_client,
     cli_env,
     create_cr,
-    events_for,
     get_cr,
     namespace,
     read_secret,
     run_cli,
+    settled_events,
     unique,
     vault,
     vault_labels,
@@ -94,7 +94,7 @@ def test_alternate_rotation_creates_generation_and_retires_previous(
     assert not can_auth(testenv, f"{base}.1", data["userKey"])  # the old key no longer works
     status = get_cr(api, ns, "cred")["status"]
     assert status["retiring"] == [] and status["phase"] == "Promoted"
-    reasons = [e["reason"] for e in events_for(api, ns, "cred")]
+    reasons = [e["reason"] for e in settled_events(app, api, ns, "cred")]
     assert "Retired" in reasons
 
 
@@ -183,7 +183,7 @@ def test_verification_failure_rolls_back_and_keeps_the_old_generation(
         and status["rotation"] is None
     )
     assert before["userKey"] not in json.dumps(status)
-    assert "RolledBack" in [e["reason"] for e in events_for(api, ns, "cred")]
+    assert "RolledBack" in [e["reason"] for e in settled_events(app, api, ns, "cred")]
 
 
 def test_one_mon_stopped_rotation_still_succeeds(
@@ -308,7 +308,7 @@ def test_retirement_waits_while_a_mon_lists_a_session(
         status = get_cr(api, ns, "cred")["status"]
         assert status["retiring"][0]["entity"] == f"{base}.1"
         assert "session" in status["retiring"][0]["blockedReason"]
-        assert "RetireBlocked" in [e["reason"] for e in events_for(api, ns, "cred")]
+        assert "RetireBlocked" in [e["reason"] for e in settled_events(app, api, ns, "cred")]
         assert f"{base}.1" in entities(testenv, base)
     finally:
         holder.close()
@@ -333,9 +333,9 @@ def test_caps_drift_is_reported_then_corrected_by_the_next_rotation(
     status = get_cr(api, ns, "cred")["status"]
     caps = condition(status, "CapsInSync")
     assert caps["status"] == "False" and caps["reason"] == "CapsDrift"
-    assert "CapsDrift" in [e["reason"] for e in events_for(api, ns, "cred")]
+    assert "CapsDrift" in [e["reason"] for e in settled_events(app, api, ns, "cred")]
     app.engine.reconcile(ref)  # reported once, not on every reconcile
-    assert [e["reason"] for e in events_for(api, ns, "cred")].count("CapsDrift") == 1
+    assert [e["reason"] for e in settled_events(app, api, ns, "cred")].count("CapsDrift") == 1
     assert app.engine.rotate(ref).result == "promoted"
     status = get_cr(api, ns, "cred")["status"]
     assert condition(status, "CapsInSync")["status"] == "True"
@@ -365,7 +365,7 @@ def test_existing_entity_is_adopted_without_changing_ceph(
     assert data["userID"] == base.removeprefix("client.") and data["userKey"] == existing["key"]
     status = get_cr(api, ns, "cred")["status"]
     assert status["currentVersion"] == 1 and status["currentEntity"] == base
-    assert "Adopted" in [e["reason"] for e in events_for(api, ns, "cred")]
+    assert "Adopted" in [e["reason"] for e in settled_events(app, api, ns, "cred")]
     # the next rotation moves to a generation; the adopted entity retires later
     assert app.engine.rotate(ref).result == "promoted"
     status = get_cr(api, ns, "cred")["status"]
@@ -428,7 +428,7 @@ def test_malformed_key_in_vault(
     status = get_cr(api, ns, "cred")["status"]
     assert condition(status, "Ready")["reason"] == "MalformedCephxKey"
     assert "CANARY" not in json.dumps(status)
-    assert "MalformedCephxKey" in [e["reason"] for e in events_for(api, ns, "cred")]
+    assert "MalformedCephxKey" in [e["reason"] for e in settled_events(app, api, ns, "cred")]
 
 
 def test_caps_ceph_rejects(
@@ -441,7 +441,7 @@ def test_caps_ceph_rejects(
     assert outcome.reason == "CephRejected"
     assert entities(testenv, base) == []
     assert read_secret(api, ns, "cred") is None
-    assert any(e["type"] == "Warning" for e in events_for(api, ns, "cred"))
+    assert any(e["type"] == "Warning" for e in settled_events(app, api, ns, "cred"))
 
 
 def test_malformed_keyring_in_source_secret(
@@ -470,7 +470,7 @@ def test_malformed_keyring_in_source_secret(
     assert outcome.reason == "MalformedKeyring" and slow_retry(outcome), outcome
     assert key not in outcome.message
     assert entities(testenv, base) == []
-    assert "MalformedKeyring" in [e["reason"] for e in events_for(api, ns, "cred")]
+    assert "MalformedKeyring" in [e["reason"] for e in settled_events(app, api, ns, "cred")]
 
 
 def test_entity_outside_client_is_refused(api: k8s.ApiClient, ns: str) -> None:

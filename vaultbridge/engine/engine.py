@@ -9,13 +9,17 @@ resumes from it (``Engine.reconcile``). Ceph's pre-image for rollback is either 
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from vaultbridge import rotation
 from vaultbridge.engine import faults
@@ -27,6 +31,7 @@ from vaultbridge.engine.ports import (
     CredentialRepository,
     EventRecorder,
     SecretStore,
+    StoredSecret,
     VaultStore,
 )
 from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver, holds
@@ -70,6 +75,46 @@ class Outcome:
         return self.result in ("promoted", "unchanged", "planned")
 
 
+# Actions that change nothing outside vaultbridge's own bookkeeping: they may run while the
+# journal write before them is still in flight. SNAPSHOT only reads Ceph (a pre-image Secret it
+# may write is keyed by the rotation id); VERIFY only reads.
+READ_ONLY_ACTIONS = frozenset({rotation.Action.SNAPSHOT, rotation.Action.VERIFY})
+
+
+class _Journal:
+    """Status writes and other bookkeeping of one rotation, in order, on a helper thread.
+
+    ``barrier()`` waits until everything submitted is written and re-raises the first failure;
+    the engine calls it before every action with a side effect, so the journal is always
+    durable before Ceph or the Secret changes, while read-only actions overlap the write.
+    """
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaultbridge-journal")
+        self.pending: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.pending.append(self.pool.submit(fn, *args, **kwargs))
+
+    def barrier(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def __enter__(self) -> _Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if exc_info[0] is None:
+                self.barrier()
+            else:  # already failing: let queued writes finish, keep the original error
+                for future in self.pending:
+                    future.exception()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 @dataclass
 class _Job:
     credential: CredentialObject
@@ -80,6 +125,10 @@ class _Job:
     rotation_id: str = ""
     current_before: int | None = None
     previous_before: int | None = None
+    # whether a pre-image Secret may exist for this rotation: a fresh rotation knows it has not
+    # written one yet; a resumed one must look
+    stash: Literal["absent", "written", "unknown"] = "absent"
+    journal: _Journal | None = None
 
 
 Observer = Callable[[CredentialRef, str, str], None]
@@ -109,7 +158,35 @@ class Engine:
         self.clock = clock
         self.jitter = jitter
         self.observer = observer
+        self._local = threading.local()
         self.cephx = cephx
+
+    # -- Secret reads, cached for the length of one rotation -------------------------------------
+
+    @contextmanager
+    def _secret_cache(self) -> Iterator[None]:
+        """One rotation reads each Secret once; writes and deletes keep the cache true."""
+        outer = getattr(self._local, "secrets", None)
+        self._local.secrets = {} if outer is None else outer
+        try:
+            yield
+        finally:
+            self._local.secrets = outer
+
+    def _read_secret(self, namespace: str, name: str) -> StoredSecret | None:
+        cache: dict[tuple[str, str], StoredSecret | None] | None = getattr(
+            self._local, "secrets", None
+        )
+        if cache is None:
+            return self.secrets.read(namespace, name)
+        if (namespace, name) not in cache:
+            cache[(namespace, name)] = self.secrets.read(namespace, name)
+        return cache[(namespace, name)]
+
+    def _wrote_secret(self, namespace: str, name: str) -> None:
+        cache = getattr(self._local, "secrets", None)
+        if cache is not None:
+            cache.pop((namespace, name), None)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -165,6 +242,10 @@ class Engine:
 
     def resume(self, credential: CredentialObject) -> Outcome:
         """Continue the journaled rotation of ``credential`` after a restart."""
+        with self._secret_cache():
+            return self._resume(credential)
+
+    def _resume(self, credential: CredentialObject) -> Outcome:
         journal = credential.status.rotation
         assert journal is not None
         try:
@@ -182,13 +263,18 @@ class Engine:
                 "%s: resuming rotation %s without its data: %s", credential.ref, journal.id, exc
             )
         job.rotation_id = journal.id
+        job.stash = "unknown"
         job.current_before = credential.status.current_version
         job.previous_before = credential.status.previous_version
         return self._drive(job, credential.status, rotation.Resume())
 
     # -- the rotation ---------------------------------------------------------------------------
 
-    def _rotate(
+    def _rotate(self, ref: CredentialRef, **kwargs: Any) -> Outcome:
+        with self._secret_cache():
+            return self._rotate_once(ref, **kwargs)
+
+    def _rotate_once(
         self,
         ref: CredentialRef,
         *,
@@ -255,22 +341,26 @@ class Engine:
         credential = job.credential
         ref = credential.ref
         retry_after: timedelta | None = None
-        while True:
-            status, effects = rotation.step(status, event, self._context(credential))
-            next_event: rotation.Event | None = None
-            for effect in effects:
-                if isinstance(effect, rotation.Persist):
-                    self.credentials.save_status(credential, status)
-                elif isinstance(effect, rotation.Emit):
-                    self.events.emit(credential, effect.type, effect.reason, effect.message)
-                    self._observe(ref, effect.reason, effect.message)
-                elif isinstance(effect, rotation.RetryAfter):
-                    retry_after = effect.delay
-                elif isinstance(effect, rotation.Run):
-                    next_event = self._run(job, effect)
-            if next_event is None:
-                break
-            event = next_event
+        with _Journal() as journal:
+            job.journal = journal
+            while True:
+                status, effects = rotation.step(status, event, self._context(credential))
+                next_event: rotation.Event | None = None
+                for effect in effects:
+                    if isinstance(effect, rotation.Persist):
+                        journal.submit(self.credentials.save_status, credential, status)
+                    elif isinstance(effect, rotation.Emit):
+                        self.events.emit(credential, effect.type, effect.reason, effect.message)
+                        self._observe(ref, effect.reason, effect.message)
+                    elif isinstance(effect, rotation.RetryAfter):
+                        retry_after = effect.delay
+                    elif isinstance(effect, rotation.Run):
+                        if effect.action not in READ_ONLY_ACTIONS:
+                            journal.barrier()  # the journal is durable before a side effect
+                        next_event = self._run(job, effect)
+                if next_event is None:
+                    break
+                event = next_event
         return self._outcome(ref, status, job, retry_after)
 
     def _run(self, job: _Job, run: rotation.Run) -> rotation.Event:
@@ -306,13 +396,13 @@ class Engine:
         spec = job.spec
         namespace = job.credential.ref.namespace
         stash_name = spec.secret.name + PREIMAGE_SUFFIX
-        stash = self.secrets.read(namespace, stash_name)
+        stash = None if job.stash == "absent" else self._read_secret(namespace, stash_name)
         policy = getattr(job.driver, "stash_policy", "auto")
         if policy == "never":
             pass
         elif stash is None or stash.annotations.get(ROTATION_ANNOTATION) != job.rotation_id:
             current = job.driver.read()
-            secret = self.secrets.read(namespace, spec.secret.name)
+            secret = self._read_secret(namespace, spec.secret.name)
             # the normal case: Ceph holds what the Secret holds, so the Secret is the pre-image
             secret_holds_preimage = (
                 policy == "auto"
@@ -323,13 +413,19 @@ class Engine:
             if not secret_holds_preimage:
                 self._write_stash(job, stash_name, current)
         if spec.source is not None and self.vault is not None:
-            self.vault.set_labels(
+            # the pending label is informational: written alongside, durable before Apply
+            label = functools.partial(
+                self.vault.set_labels,
                 spec.source.mount,
                 spec.source.path,
                 current=job.current_before,
                 previous=job.previous_before,
                 pending=job.version,
             )
+            if job.journal is not None:
+                job.journal.submit(label)
+            else:
+                label()
 
     def _write_stash(self, job: _Job, name: str, current: Mapping[str, Sensitive | None]) -> None:
         present = {key: value for key, value in current.items() if value is not None}
@@ -341,6 +437,8 @@ class Engine:
             annotations={ROTATION_ANNOTATION: job.rotation_id, ABSENT_ANNOTATION: ",".join(absent)},
             adopt=False,
         )
+        self._wrote_secret(job.credential.ref.namespace, name)
+        job.stash = "written"
 
     def _verify(self, job: _Job) -> None:
         mismatches = job.driver.verify(job.data)
@@ -365,6 +463,7 @@ class Engine:
             annotations=annotations,
             adopt=spec.secret.adopt,
         )
+        self._wrote_secret(job.credential.ref.namespace, spec.secret.name)
         if spec.source is not None and self.vault is not None:
             previous = (
                 job.current_before if job.current_before != job.version else job.previous_before
@@ -389,13 +488,17 @@ class Engine:
     def _restore(self, job: _Job) -> None:
         spec = job.spec
         namespace = job.credential.ref.namespace
-        stash = self.secrets.read(namespace, spec.secret.name + PREIMAGE_SUFFIX)
+        stash = (
+            None
+            if job.stash == "absent"
+            else self._read_secret(namespace, spec.secret.name + PREIMAGE_SUFFIX)
+        )
         preimage: dict[str, Sensitive | None]
         if stash is not None and stash.annotations.get(ROTATION_ANNOTATION) == job.rotation_id:
             absent = [k for k in stash.annotations.get(ABSENT_ANNOTATION, "").split(",") if k]
             preimage = {**dict(stash.data), **dict.fromkeys(absent)}
         else:
-            secret = self.secrets.read(namespace, spec.secret.name)
+            secret = self._read_secret(namespace, spec.secret.name)
             preimage = {
                 slot: (secret.data.get(key) if secret else None)
                 for slot, key in job.driver.slots().items()
@@ -417,9 +520,12 @@ class Engine:
     def _drop_stash(self, job: _Job) -> None:
         namespace = job.credential.ref.namespace
         name = job.spec.secret.name + PREIMAGE_SUFFIX
-        stash = self.secrets.read(namespace, name)
-        if stash is not None:
+        if job.stash == "absent":
+            return
+        if job.stash == "written" or self._read_secret(namespace, name) is not None:
             self.secrets.delete(namespace, name)
+            self._wrote_secret(namespace, name)
+        job.stash = "absent"
 
     # -- reading the desired state ---------------------------------------------------------------
 
@@ -482,7 +588,7 @@ class Engine:
         spec = credential.spec
         driver = self._driver(spec, credential, version, entity=entity)
         if spec.source is None:
-            secret = self.secrets.read(credential.ref.namespace, spec.secret.name)
+            secret = self._read_secret(credential.ref.namespace, spec.secret.name)
             if secret is None:
                 raise PreconditionError(
                     "SecretMissing",
@@ -532,12 +638,12 @@ class Engine:
             return False
         if job.spec.source is None:
             return True
-        secret = self.secrets.read(job.credential.ref.namespace, job.spec.secret.name)
+        secret = self._read_secret(job.credential.ref.namespace, job.spec.secret.name)
         return secret is not None and all(secret.data.get(k) == v for k, v in job.data.items())
 
     def _check_secret_ownership(self, credential: CredentialObject) -> None:
         spec = credential.spec
-        secret = self.secrets.read(credential.ref.namespace, spec.secret.name)
+        secret = self._read_secret(credential.ref.namespace, spec.secret.name)
         if secret is None or spec.secret.adopt or secret.controller_uid == credential.uid:
             return
         owner = secret.controller_uid or "no controller"
