@@ -28,11 +28,12 @@ from vaultbridge.kube import (
     CredentialRotationClient,
     EventRecorder,
     KubeClient,
+    KubeConflict,
     ObjectRef,
     OwnerInfo,
     SecretSink,
 )
-from vaultbridge.model.errors import BackendError, PreconditionError
+from vaultbridge.model.errors import BackendError, ConcurrentRotation, PreconditionError
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import (
     CephxTarget,
@@ -61,10 +62,20 @@ class KubeCredentials:
     def load(self, ref: CredentialRef) -> CredentialObject:
         return credential_from(self.crs.get(ref.namespace, ref.name))
 
-    def save_status(self, credential: CredentialObject, status: Status) -> None:
+    def save_status(
+        self, credential: CredentialObject, status: Status, *, expect_version: str | None = None
+    ) -> None:
         body = status.to_dict()
         body["targetDescription"] = describe_target(credential.spec)
-        self.crs.patch_status(credential.ref.namespace, credential.ref.name, body)
+        try:
+            self.crs.patch_status(
+                credential.ref.namespace, credential.ref.name, body, expect_version
+            )
+        except KubeConflict as exc:
+            raise ConcurrentRotation(
+                f"{credential.ref} changed since it was read (another vaultbridge is rotating "
+                "it, or it was edited); nothing was changed"
+            ) from exc
 
 
 def credential_from(raw: Mapping[str, Any]) -> CredentialObject:

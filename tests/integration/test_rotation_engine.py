@@ -460,3 +460,34 @@ def test_canary_never_leaks(testenv: Environment, api: k8s.ApiClient, ns: str) -
     assert vault(testenv).secrets.kv.v2.read_secret_version(
         path=path, mount_point="secret", raise_on_deleted_version=True
     )
+
+
+def test_concurrent_syncs_run_one_rotation(
+    testenv: Environment, api: k8s.ApiClient, ns: str
+) -> None:
+    path, who = unique("ceph/race"), f"client.rgw.{unique('race')}"
+    vault_put(testenv, path, {"value": "race-1"})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0
+    v2 = vault_put(testenv, path, {"value": "race-2"})
+    procs = [
+        subprocess.Popen(
+            [*vaultbridge_cmd(), "sync", f"{ns}/cred", "-o", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(testenv),
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        results.append(json.loads(out)["result"])
+    assert "promoted" in results
+    assert set(results) <= {"promoted", "in-flight", "unchanged"}, results
+    status = get_cr(api, ns, "cred")["status"]
+    promoted_v2 = [h for h in status["history"] if h["version"] == v2 and h["result"] == "Promoted"]
+    assert len(promoted_v2) == results.count("promoted") == 1, (results, status["history"])
+    assert status["rotation"] is None and status["currentVersion"] == v2
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "race-2"

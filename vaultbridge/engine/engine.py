@@ -35,7 +35,7 @@ from vaultbridge.engine.ports import (
     VaultStore,
 )
 from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver, holds
-from vaultbridge.model.errors import BackendError, PreconditionError
+from vaultbridge.model.errors import BackendError, ConcurrentRotation, PreconditionError
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import (
     CephxTarget,
@@ -92,9 +92,19 @@ class _Journal:
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaultbridge-journal")
         self.pending: list[Future[Any]] = []
+        self.failed: BaseException | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.pending.append(self.pool.submit(fn, *args, **kwargs))
+        self.pending.append(self.pool.submit(self._unless_failed, fn, *args, **kwargs))
+
+    def _unless_failed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.failed is not None:  # nothing after a failed write (a lost claim) may land
+            raise self.failed
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            self.failed = exc
+            raise
 
     def barrier(self) -> None:
         pending, self.pending = self.pending, []
@@ -341,26 +351,45 @@ class Engine:
         credential = job.credential
         ref = credential.ref
         retry_after: timedelta | None = None
-        with _Journal() as journal:
-            job.journal = journal
-            while True:
-                status, effects = rotation.step(status, event, self._context(credential))
-                next_event: rotation.Event | None = None
-                for effect in effects:
-                    if isinstance(effect, rotation.Persist):
-                        journal.submit(self.credentials.save_status, credential, status)
-                    elif isinstance(effect, rotation.Emit):
-                        self.events.emit(credential, effect.type, effect.reason, effect.message)
-                        self._observe(ref, effect.reason, effect.message)
-                    elif isinstance(effect, rotation.RetryAfter):
-                        retry_after = effect.delay
-                    elif isinstance(effect, rotation.Run):
-                        if effect.action not in READ_ONLY_ACTIONS:
-                            journal.barrier()  # the journal is durable before a side effect
-                        next_event = self._run(job, effect)
-                if next_event is None:
-                    break
-                event = next_event
+        claim: str | None = credential.resource_version or None
+        try:
+            with _Journal() as journal:
+                job.journal = journal
+                while True:
+                    status, effects = rotation.step(status, event, self._context(credential))
+                    next_event: rotation.Event | None = None
+                    for effect in effects:
+                        if isinstance(effect, rotation.Persist):
+                            # the first write claims the rotation: it fails if another process
+                            # changed the CR since we read it, so two never run at once
+                            journal.submit(
+                                self.credentials.save_status,
+                                credential,
+                                status,
+                                expect_version=claim,
+                            )
+                            claim = None
+                        elif isinstance(effect, rotation.Emit):
+                            self.events.emit(credential, effect.type, effect.reason, effect.message)
+                            self._observe(ref, effect.reason, effect.message)
+                        elif isinstance(effect, rotation.RetryAfter):
+                            retry_after = effect.delay
+                        elif isinstance(effect, rotation.Run):
+                            if effect.action not in READ_ONLY_ACTIONS:
+                                journal.barrier()  # durable before a side effect
+                            next_event = self._run(job, effect)
+                    if next_event is None:
+                        break
+                    event = next_event
+        except ConcurrentRotation as exc:
+            self._observe(ref, "RotationInFlight", str(exc))
+            return Outcome(
+                ref,
+                "in-flight",
+                credential.status.current_version,
+                str(exc),
+                reason="RotationInFlight",
+            )
         return self._outcome(ref, status, job, retry_after)
 
     def _run(self, job: _Job, run: rotation.Run) -> rotation.Event:
@@ -383,6 +412,8 @@ class Engine:
                 self._restore(job)
             else:  # RETIRE belongs to cephx alternate rotation
                 raise PreconditionError("Unsupported", f"{action} is not supported here")
+        except ConcurrentRotation:
+            raise  # our claim was lost: record nothing, another process owns the journal
         except BackendError as exc:
             return rotation.Failed(action, exc.reason, str(exc), exc.transient)
         except PreconditionError as exc:
@@ -411,6 +442,8 @@ class Engine:
                 and holds(current, job.driver.slots(), secret.data)
             )
             if not secret_holds_preimage:
+                if job.journal is not None:
+                    job.journal.barrier()  # our claim stands before we write a pre-image
                 self._write_stash(job, stash_name, current)
         if spec.source is not None and self.vault is not None:
             # the pending label is informational: written alongside, durable before Apply

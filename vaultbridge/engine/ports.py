@@ -41,7 +41,12 @@ class StoredSecret:
 class CredentialRepository(Protocol):
     def load(self, ref: CredentialRef) -> CredentialObject: ...
 
-    def save_status(self, credential: CredentialObject, status: Status) -> None: ...
+    def save_status(
+        self, credential: CredentialObject, status: Status, *, expect_version: str | None = None
+    ) -> None:
+        """Write ``status``. With ``expect_version`` the write only succeeds if the object is
+        still at that resourceVersion, else ``ConcurrentRotation`` (the claim of a rotation)."""
+        ...
 
 
 class SecretStore(Protocol):

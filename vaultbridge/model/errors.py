@@ -31,3 +31,9 @@ class PreconditionError(Exception):
         super().__init__(message)
         self.reason = reason
         self.transient = transient
+
+
+class ConcurrentRotation(BackendError):  # noqa: N818 - reads as the condition it reports
+    """Another process changed the credential between our read and our claim of a rotation."""
+
+    transient = True
