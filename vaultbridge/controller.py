@@ -608,8 +608,9 @@ class Controller:
     def stop(self) -> None:
         self.stopping.set()
         self._stop_leading("shutting down")
-        for thread in list(self._threads):
-            thread.join(timeout=5)
+        for thread in list(self._threads):  # workers finish or stop at their next step;
+            if thread.name.startswith("vaultbridge-worker"):  # watches are daemons, not awaited
+                thread.join(timeout=5)
         self.elector.release()
         if self.http is not None:
             self.http.stop()
