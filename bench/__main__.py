@@ -46,6 +46,9 @@ def main() -> int:
         help="credentials applied through the Rook CLI path (~0.5 s each)",
     )
     parser.add_argument("--mons", type=int, default=1, help="Ceph monitors to start")
+    parser.add_argument(
+        "--workers", type=int, default=8, help="worker threads for the concurrent config pass"
+    )
     args = parser.parse_args()
     wanted = args.only or ["config", "cephx", "triggers"]
 
@@ -64,7 +67,7 @@ def main() -> int:
                 log(f"{name}: no benchmark module yet, skipped")
                 continue
             if name == "config":
-                results[name] = module.run(env, args.count, args.rook_sample, log)
+                results[name] = module.run(env, args.count, args.rook_sample, log, args.workers)
             else:
                 results[name] = module.run(env, log)
     finally:
