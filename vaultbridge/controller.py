@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 ROTATING_RESULTS = frozenset({"promoted", "rolled-back", "failed"})
 WATCH_ERROR_PAUSE = 1.0
+IN_FLIGHT_RECHECK = 5.0
 
 
 class LeadershipLost(Exception):  # noqa: N818 - reads better at the raise site
@@ -444,6 +445,8 @@ class Controller:
             log.warning("%s: %s: %s [%s]", ref, result, outcome.message, outcome.reason)
             if outcome.retry_after is not None:
                 self.queue.add(ref, "reconcile", "retry", delay=outcome.retry_after.total_seconds())
+            elif result == "in-flight":  # another writer claimed the journal: look again later
+                self.queue.add(ref, "reconcile", "retry", delay=IN_FLIGHT_RECHECK)
         if result in ROTATING_RESULTS:
             return time.monotonic() + self.settings.controller.min_interval
         return None
