@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,6 +248,25 @@ def test_drift_is_restored_and_secret_source_is_applied(
 
     wait_for(restored, "drifted Secret restored from Vault")
     assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "drift-1"
+
+    # the audit report lists it with versions, times and compliance (json, csv, table)
+    cli = [str(Path(sys.executable).parent / "vaultbridge"), "report"]
+    env = controller.environ
+    rows = json.loads(
+        subprocess.run(
+            [*cli, "-o", "json"], env=env, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    row = next(r for r in rows if r["credential"] == f"{ns}/{name}")
+    assert row["currentVersion"] == v1 and row["lastVerifiedTime"] and row["compliant"] == "True"
+    csv_out = subprocess.run(
+        [*cli, "-o", "csv"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert csv_out.splitlines()[0].startswith("credential,target,source,currentVersion")
+    assert (
+        f"{ns}/{name}"
+        in subprocess.run(cli, env=env, capture_output=True, text=True, check=True).stdout
+    )
 
     # the Secret is the source: an edit goes to Ceph
     src_name, src_who = unique("src"), f"client.rgw.{unique('s')}"
