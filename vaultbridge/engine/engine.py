@@ -75,31 +75,46 @@ class Outcome:
         return self.result in ("promoted", "unchanged", "planned")
 
 
-# Actions that change nothing outside vaultbridge's own bookkeeping: they may run while the
-# journal write before them is still in flight. SNAPSHOT only reads Ceph (a pre-image Secret it
-# may write is keyed by the rotation id); VERIFY only reads.
-READ_ONLY_ACTIONS = frozenset({rotation.Action.SNAPSHOT, rotation.Action.VERIFY})
+# Actions that may run while the journal write before them is still in flight. SNAPSHOT and
+# VERIFY only read (a pre-image Secret SNAPSHOT may write waits for the claim itself). PROMOTE
+# is safe too: until the Secret is written the journal at Pending, Applied or Verified all
+# resume by re-applying (idempotent), re-verifying and promoting again. APPLY, RESTORE and
+# RETIRE wait: their journal step must be durable first.
+OVERLAPPING_ACTIONS = frozenset(
+    {rotation.Action.SNAPSHOT, rotation.Action.VERIFY, rotation.Action.PROMOTE}
+)
 
 
 class _Journal:
     """Status writes and other bookkeeping of one rotation, in order, on a helper thread.
 
     ``barrier()`` waits until everything submitted is written and re-raises the first failure;
-    the engine calls it before every action with a side effect, so the journal is always
-    durable before Ceph or the Secret changes, while read-only actions overlap the write.
+    the engine calls it before every action whose journal step must be durable first, while
+    other actions overlap the write. A status write that a newer one has already replaced in
+    the queue is skipped (the newer one carries everything), except the claim.
     """
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaultbridge-journal")
         self.pending: list[Future[Any]] = []
         self.failed: BaseException | None = None
+        self.latest_status = 0
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.pending.append(self.pool.submit(self._unless_failed, fn, *args, **kwargs))
+        self.pending.append(self.pool.submit(self._unless_failed, 0, fn, *args, **kwargs))
 
-    def _unless_failed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def submit_status(self, fn: Callable[..., Any], *args: Any, claim: bool, **kwargs: Any) -> None:
+        self.latest_status += 1
+        sequence = 0 if claim else self.latest_status
+        self.pending.append(self.pool.submit(self._unless_failed, sequence, fn, *args, **kwargs))
+
+    def _unless_failed(
+        self, sequence: int, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
         if self.failed is not None:  # nothing after a failed write (a lost claim) may land
             raise self.failed
+        if sequence and sequence < self.latest_status:
+            return None  # superseded by a newer status already queued
         try:
             return fn(*args, **kwargs)
         except BaseException as exc:
@@ -362,10 +377,11 @@ class Engine:
                         if isinstance(effect, rotation.Persist):
                             # the first write claims the rotation: it fails if another process
                             # changed the CR since we read it, so two never run at once
-                            journal.submit(
+                            journal.submit_status(
                                 self.credentials.save_status,
                                 credential,
                                 status,
+                                claim=claim is not None,
                                 expect_version=claim,
                             )
                             claim = None
@@ -375,7 +391,7 @@ class Engine:
                         elif isinstance(effect, rotation.RetryAfter):
                             retry_after = effect.delay
                         elif isinstance(effect, rotation.Run):
-                            if effect.action not in READ_ONLY_ACTIONS:
+                            if effect.action not in OVERLAPPING_ACTIONS:
                                 journal.barrier()  # durable before a side effect
                             next_event = self._run(job, effect)
                     if next_event is None:
@@ -435,11 +451,17 @@ class Engine:
             current = job.driver.read()
             secret = self._read_secret(namespace, spec.secret.name)
             # the normal case: Ceph holds what the Secret holds, so the Secret is the pre-image
+            slots = job.driver.slots()
             secret_holds_preimage = (
                 policy == "auto"
                 and spec.source is not None
                 and secret is not None
-                and holds(current, job.driver.slots(), secret.data)
+                and (
+                    holds(current, slots, secret.data)
+                    # resumed after Apply: Ceph has the new version, the Secret (changed only at
+                    # promotion) still holds what Ceph had before
+                    or (job.stash == "unknown" and holds(current, slots, job.data))
+                )
             )
             if not secret_holds_preimage:
                 if job.journal is not None:
