@@ -77,6 +77,12 @@ class VaultClient:
             verify = str(cacert)
         session = requests.Session()
         session.verify = verify
+        # requests re-reads the proxy variables from the environment on every request (a scan
+        # of os.environ each time); read them once here instead, with the same meaning
+        session.proxies = {
+            scheme: url for scheme, url in requests.utils.get_environ_proxies(addr).items()
+        }
+        session.trust_env = False
         # url and token given explicitly: hvac must not fall back to VAULT_ADDR/VAULT_TOKEN or
         # ~/.vault-token from the environment.
         self._hvac = hvac.Client(
