@@ -30,6 +30,7 @@ from vaultbridge.kube import (
     KubeClient,
     KubeConflict,
     ObjectRef,
+    OwnedSecret,
     OwnerInfo,
     SecretSink,
 )
@@ -110,6 +111,7 @@ class KubeSecrets:
             data=secret.data,
             annotations=dict(secret.annotations),
             controller_uid=str(controller["uid"]) if controller else None,
+            handle=secret,
         )
 
     def write(
@@ -120,6 +122,7 @@ class KubeSecrets:
         *,
         annotations: Mapping[str, str],
         adopt: bool,
+        known: StoredSecret | None = None,
     ) -> None:
         spec = credential.spec
         is_main = name == spec.secret.name
@@ -138,6 +141,9 @@ class KubeSecrets:
             annotations.get(ROTATION_ANNOTATION, ""),
             adopt,
             extra_annotations=extra,
+            known=known.handle
+            if known is not None and isinstance(known.handle, OwnedSecret)
+            else None,
         )
 
     def delete(self, namespace: str, name: str) -> None:

@@ -247,7 +247,10 @@ def test_extra_owners_are_resolved_and_stale_ones_dropped(
     assert refs[extra["metadata"]["uid"]].kind == "CredentialRotation"
     assert refs[cm_uid].kind == "ConfigMap"
 
-    # someone else's owner reference stays; our dropped extra owner goes
+    # someone else's owner reference stays; our dropped extra owner goes (the foreign owner
+    # exists, or the garbage collector would drop the dangling reference by itself)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "foreign"}})
+    foreign_uid = core.read_namespaced_config_map("foreign", namespace).metadata.uid
     core.patch_namespaced_secret(
         "e-secret",
         namespace,
@@ -258,14 +261,23 @@ def test_extra_owners_are_resolved_and_stale_ones_dropped(
                         r.to_dict()
                         for r in _raw(core, namespace, "e-secret").metadata.owner_references
                     ],
-                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "foreign", "uid": "1234"},
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": "foreign",
+                        "uid": foreign_uid,
+                    },
                 ]
             }
         },
     )
     sink.write(namespace, "e-secret", owner, extras[1:], {"value": Sensitive("v")}, "1", "r")
     raw = _raw(core, namespace, "e-secret")
-    assert {r.uid for r in raw.metadata.owner_references} == {cr["metadata"]["uid"], cm_uid, "1234"}
+    assert {r.uid for r in raw.metadata.owner_references} == {
+        cr["metadata"]["uid"],
+        cm_uid,
+        foreign_uid,
+    }
     assert raw.metadata.annotations[EXTRA_OWNERS_ANNOTATION] == cm_uid
 
     with pytest.raises(KubeNotFound, match="missing"):

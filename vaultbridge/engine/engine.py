@@ -184,6 +184,7 @@ class Engine:
         self.jitter = jitter
         self.observer = observer
         self._local = threading.local()
+        self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vaultbridge-read")
         self.cephx = cephx
 
     # -- Secret reads, cached for the length of one rotation -------------------------------------
@@ -199,14 +200,25 @@ class Engine:
             self._local.secrets = outer
 
     def _read_secret(self, namespace: str, name: str) -> StoredSecret | None:
-        cache: dict[tuple[str, str], StoredSecret | None] | None = getattr(
+        cache: dict[tuple[str, str], Future[StoredSecret | None]] | None = getattr(
             self._local, "secrets", None
         )
         if cache is None:
             return self.secrets.read(namespace, name)
         if (namespace, name) not in cache:
-            cache[(namespace, name)] = self.secrets.read(namespace, name)
-        return cache[(namespace, name)]
+            done: Future[StoredSecret | None] = Future()
+            try:
+                done.set_result(self.secrets.read(namespace, name))
+            except BaseException as exc:
+                done.set_exception(exc)
+            cache[(namespace, name)] = done
+        return cache[(namespace, name)].result()
+
+    def _prefetch_secret(self, namespace: str, name: str) -> None:
+        """Start reading a Secret the rotation will need while other reads are under way."""
+        cache = getattr(self._local, "secrets", None)
+        if cache is not None and (namespace, name) not in cache:
+            cache[(namespace, name)] = self._prefetch.submit(self.secrets.read, namespace, name)
 
     def _wrote_secret(self, namespace: str, name: str) -> None:
         cache = getattr(self._local, "secrets", None)
@@ -310,6 +322,7 @@ class Engine:
     ) -> Outcome:
         credential = credential or self.credentials.load(ref)
         spec = credential.spec
+        self._prefetch_secret(ref.namespace, spec.secret.name)  # overlaps the Vault reads
         if credential.status.rotation is not None and not dry_run:
             outcome = self.resume(credential)
             if not outcome.ok:
@@ -517,27 +530,37 @@ class Engine:
             job.data,
             annotations=annotations,
             adopt=spec.secret.adopt,
+            known=self._read_secret(job.credential.ref.namespace, spec.secret.name),
         )
         self._wrote_secret(job.credential.ref.namespace, spec.secret.name)
         if spec.source is not None and self.vault is not None:
             previous = (
                 job.current_before if job.current_before != job.version else job.previous_before
             )
-            try:
-                self.vault.set_labels(
-                    spec.source.mount,
-                    spec.source.path,
-                    current=job.version,
-                    previous=previous,
-                    pending=None,
-                )
-            except BackendError as exc:  # the Secret is the point of no return
-                self.events.emit(
-                    job.credential,
-                    "Warning",
-                    "VaultLabelsStale",
-                    f"promoted, but the Vault staging labels were not moved: {exc}",
-                )
+            vault, source = self.vault, spec.source
+
+            def move_labels() -> None:
+                try:
+                    vault.set_labels(
+                        source.mount,
+                        source.path,
+                        current=job.version,
+                        previous=previous,
+                        pending=None,
+                    )
+                except BackendError as exc:  # the Secret is the point of no return
+                    self.events.emit(
+                        job.credential,
+                        "Warning",
+                        "VaultLabelsStale",
+                        f"promoted, but the Vault staging labels were not moved: {exc}",
+                    )
+
+            # bookkeeping after the point of no return: done alongside the final status write
+            if job.journal is not None:
+                job.journal.submit(move_labels)
+            else:
+                move_labels()
         self._drop_stash(job)
 
     def _restore(self, job: _Job) -> None:

@@ -36,6 +36,8 @@ class StoredSecret:
     data: Mapping[str, Sensitive]
     annotations: Mapping[str, str] = field(default_factory=dict)
     controller_uid: str | None = None
+    # the adapter's own copy, handed back on a write so it can skip a re-read
+    handle: object = field(default=None, repr=False, compare=False)
 
 
 class CredentialRepository(Protocol):
@@ -60,6 +62,7 @@ class SecretStore(Protocol):
         *,
         annotations: Mapping[str, str],
         adopt: bool,
+        known: StoredSecret | None = None,
     ) -> None: ...
 
     def delete(self, namespace: str, name: str) -> None: ...

@@ -77,6 +77,8 @@ class OwnedSecret:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     owner_references: list[dict[str, Any]] = field(default_factory=list)
+    # the object as the API server sent it (base64 data): lets a later write skip a re-read
+    raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def controller(self) -> dict[str, Any] | None:
@@ -128,6 +130,7 @@ class SecretSink:
         rotation_id: str,
         adopt: bool = False,
         extra_annotations: Mapping[str, str] | None = None,
+        known: OwnedSecret | None = None,
     ) -> OwnedSecret:
         """Create or update Secret ``namespace/name`` with ``data`` (other keys are kept).
 
@@ -145,7 +148,14 @@ class SecretSink:
         secrets = [v.reveal() for v in data.values()]
         started = time.monotonic()
         for attempt in range(1, self.max_attempts + 1):
-            current = self._read(namespace, name)
+            # a copy read moments ago saves a round trip; a stale one just costs a 409 and a
+            # re-read (the update carries its resourceVersion)
+            from_known = attempt == 1 and known is not None and known.raw is not None
+            if from_known:
+                assert known is not None
+                current: dict[str, Any] | None = known.raw
+            else:
+                current = self._read(namespace, name)
             if current is None:
                 body = _new_body(name, owner, extras, encoded, version_annotation, rotation_id)
                 body["metadata"]["annotations"].update(extra_annotations or {})
@@ -164,6 +174,8 @@ class SecretSink:
                 )
                 body["metadata"]["annotations"].update(extra_annotations or {})
                 if _same(current, body):
+                    if from_known:
+                        continue  # confirm on a fresh read before skipping the write
                     log.debug("Secret %s/%s already up to date", namespace, name)
                     return _decode(current)
                 secrets_all = secrets + _values(current)
@@ -177,6 +189,10 @@ class SecretSink:
                         body,
                         secrets=secrets_all,
                     )
+                except KubeNotFound:
+                    if not from_known:
+                        raise
+                    continue  # deleted since it was read: create it on the next attempt
                 except KubeConflict:
                     log.info(
                         "Secret %s/%s changed while writing it (attempt %d); retrying",
@@ -320,6 +336,7 @@ def _decode(raw: Mapping[str, Any]) -> OwnedSecret:
         labels=dict(metadata.get("labels") or {}),
         annotations=dict(metadata.get("annotations") or {}),
         owner_references=[dict(r) for r in metadata.get("ownerReferences") or []],
+        raw=dict(raw),
     )
 
 
