@@ -314,8 +314,16 @@ class CephMon:
     def config_get(self, who: str, option: str) -> Sensitive | None:
         return self.config.get(who, option)
 
-    def config_apply_all(self, values: Sequence[tuple[str, str, Sensitive]]) -> None:
-        self.config.apply_all(list(values))
+    def config_apply_all(
+        self,
+        values: Sequence[tuple[str, str, Sensitive]],
+        *,
+        before: Mapping[ConfigKey, Sensitive | None] | None = None,
+        read_back: bool = True,
+    ) -> None:
+        self.config.apply_all(
+            list(values), before=dict(before) if before is not None else None, read_back=read_back
+        )
 
     def config_restore(self, snapshot: Mapping[ConfigKey, Sensitive | None]) -> None:
         self.config.restore(dict(snapshot))

@@ -67,7 +67,15 @@ class ConfigStore:
         """Store ``value`` and read it back exactly; skip when it is already there."""
         self._set(who, option, value, self.get(who, option))
 
-    def _set(self, who: str, option: str, value: Sensitive, current: Sensitive | None) -> None:
+    def _set(
+        self,
+        who: str,
+        option: str,
+        value: Sensitive,
+        current: Sensitive | None,
+        *,
+        read_back: bool = True,
+    ) -> None:
         if current is not None and current == value:
             return
         what = f"config set {who}/{option}"
@@ -85,6 +93,8 @@ class ConfigStore:
                     raise
             except CephError as exc:
                 raise type(exc)(f"{what}: {_reason(exc)}", errno=exc.errno) from exc
+        if not read_back:
+            return
         stored = self.get(who, option)
         if stored is None or stored != value:
             raise CephRejected(f"{what}: read-back via config dump differs from the value written")
@@ -134,18 +144,28 @@ class ConfigStore:
             first.add_note(f"config restore incomplete for: {names}")
             raise first
 
-    def apply_all(self, values: list[tuple[str, str, Sensitive]]) -> None:
+    def apply_all(
+        self,
+        values: list[tuple[str, str, Sensitive]],
+        *,
+        before: Snapshot | None = None,
+        read_back: bool = True,
+    ) -> None:
         """Set every (who, option, value) or none: on any failure restore what was written
-        (set back, or removed when it was absent) and re-raise the failure."""
+        (set back, or removed when it was absent) and re-raise the failure.
+
+        ``before``: the values just read by the caller (saves a ``config dump``);
+        ``read_back=False`` when the caller verifies the result itself right after."""
         entries = [(who, option) for who, option, _ in values]
         if len(set(entries)) != len(entries):
             raise CephRejected("config apply: the same who/option appears twice")
-        before = self.snapshot(entries)
+        if before is None or any(entry not in before for entry in entries):
+            before = self.snapshot(entries)
         touched: list[Entry] = []
         try:
             for who, option, value in values:
                 touched.append((who, option))
-                self._set(who, option, value, before[(who, option)])
+                self._set(who, option, value, before[(who, option)], read_back=read_back)
         except BaseException as exc:
             try:
                 self.restore({entry: before[entry] for entry in touched})

@@ -86,35 +86,57 @@ OVERLAPPING_ACTIONS = frozenset(
 
 
 class _Journal:
-    """Status writes and other bookkeeping of one rotation, in order, on a helper thread.
+    """The journal writes and other bookkeeping of one rotation, off the rotation's thread.
 
-    ``barrier()`` waits until everything submitted is written and re-raises the first failure;
-    the engine calls it before every action whose journal step must be durable first, while
-    other actions overlap the write. A status write that a newer one has already replaced in
-    the queue is skipped (the newer one carries everything), except the claim.
+    The claim (the first status write) goes out at once. A later status write is deferred for
+    ``defer`` seconds and replaced by any newer one in the meantime: a rotation that finishes
+    quickly writes its final status only, one that hangs shows its progress. ``barrier()``
+    sends what is deferred and waits until everything is written, re-raising the first
+    failure; the engine calls it before every action whose journal step must be durable
+    first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order.
     """
 
-    def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaultbridge-journal")
+    def __init__(self, defer: float = 0.25) -> None:
+        self.status_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vb-journal")
+        self.side_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vb-bookkeeping")
         self.pending: list[Future[Any]] = []
         self.failed: BaseException | None = None
-        self.latest_status = 0
+        self.defer = defer
+        self.lock = threading.Lock()
+        self.deferred: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
+        self.timer: threading.Timer | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.pending.append(self.pool.submit(self._unless_failed, 0, fn, *args, **kwargs))
+        """Bookkeeping that need not wait for the status writes (nor they for it)."""
+        self.pending.append(self.side_pool.submit(fn, *args, **kwargs))
 
     def submit_status(self, fn: Callable[..., Any], *args: Any, claim: bool, **kwargs: Any) -> None:
-        self.latest_status += 1
-        sequence = 0 if claim else self.latest_status
-        self.pending.append(self.pool.submit(self._unless_failed, sequence, fn, *args, **kwargs))
+        with self.lock:
+            if claim:
+                self._send(fn, args, kwargs)
+                return
+            self.deferred = (fn, args, kwargs)
+            if self.timer is None:
+                self.timer = threading.Timer(self.defer, self.flush)
+                self.timer.daemon = True
+                self.timer.start()
 
-    def _unless_failed(
-        self, sequence: int, fn: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Any:
+    def flush(self) -> None:
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if self.deferred is not None:
+                fn, args, kwargs = self.deferred
+                self.deferred = None
+                self._send(fn, args, kwargs)
+
+    def _send(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.pending.append(self.status_pool.submit(self._unless_failed, fn, *args, **kwargs))
+
+    def _unless_failed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.failed is not None:  # nothing after a failed write (a lost claim) may land
             raise self.failed
-        if sequence and sequence < self.latest_status:
-            return None  # superseded by a newer status already queued
         try:
             return fn(*args, **kwargs)
         except BaseException as exc:
@@ -122,7 +144,9 @@ class _Journal:
             raise
 
     def barrier(self) -> None:
-        pending, self.pending = self.pending, []
+        self.flush()
+        with self.lock:
+            pending, self.pending = self.pending, []
         for future in pending:
             future.result()
 
@@ -133,11 +157,13 @@ class _Journal:
         try:
             if exc_info[0] is None:
                 self.barrier()
-            else:  # already failing: let queued writes finish, keep the original error
-                for future in self.pending:
+            else:  # already failing: write what is queued, keep the original error
+                self.flush()
+                for future in list(self.pending):
                     future.exception()
         finally:
-            self.pool.shutdown(wait=True)
+            self.status_pool.shutdown(wait=True)
+            self.side_pool.shutdown(wait=True)
 
 
 @dataclass

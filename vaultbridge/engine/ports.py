@@ -106,7 +106,13 @@ ConfigKey = tuple[str, str]  # (who, option)
 class CephStore(Protocol):
     def config_get(self, who: str, option: str) -> Sensitive | None: ...
 
-    def config_apply_all(self, values: Sequence[tuple[str, str, Sensitive]]) -> None: ...
+    def config_apply_all(
+        self,
+        values: Sequence[tuple[str, str, Sensitive]],
+        *,
+        before: Mapping[ConfigKey, Sensitive | None] | None = None,
+        read_back: bool = True,
+    ) -> None: ...
 
     def config_restore(self, snapshot: Mapping[ConfigKey, Sensitive | None]) -> None: ...
 

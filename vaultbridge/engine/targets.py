@@ -59,6 +59,7 @@ class ConfigDriver:
         field = spec.source.field if spec.source else spec.secret.key
         # data key of the Secret -> the options it feeds
         self.keys: dict[str, list[ConfigKey]] = {}
+        self.last_read: dict[ConfigKey, Sensitive | None] | None = None
         self.source_field: dict[str, str] = {}
         for entry in target.entries:
             data_key = entry.field if target.is_list else spec.secret.key
@@ -87,19 +88,23 @@ class ConfigDriver:
         return {option_slot(*option): value for option, value in self.read_all().items()}
 
     def read_all(self) -> dict[ConfigKey, Sensitive | None]:
-        return {
+        self.last_read = {
             option: self.ceph.config_get(*option)
             for options in self.keys.values()
             for option in options
         }
+        return dict(self.last_read)
 
     def apply(self, data: Mapping[str, Sensitive]) -> None:
+        # the snapshot step has just read these options; the verify step reads them back
         self.ceph.config_apply_all(
             [
                 (who, option, data[key])
                 for key, options in self.keys.items()
                 for who, option in options
-            ]
+            ],
+            before=self.last_read,
+            read_back=False,
         )
 
     def verify(self, data: Mapping[str, Sensitive]) -> list[str]:
