@@ -209,6 +209,12 @@ class VaultKv:
             raise VaultNotFound(f"Vault {mount}/{path}: version {version} is deleted")
         return found.data
 
+    def read_latest(self, mount: str, path: str) -> tuple[int, Mapping[str, Sensitive]]:
+        found = self.kv.read(mount, path)
+        if found.deleted or getattr(found, "destroyed", False):
+            raise VaultNotFound(f"Vault {mount}/{path}: the latest version is deleted")
+        return found.version, found.data
+
     def write(self, mount: str, path: str, data: Mapping[str, Sensitive], cas: int) -> int:
         return self.kv.write(mount, path, data, cas=cas)
 

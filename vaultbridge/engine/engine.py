@@ -219,11 +219,14 @@ class Engine:
     def _secret_cache(self) -> Iterator[None]:
         """One rotation reads each Secret once; writes and deletes keep the cache true."""
         outer = getattr(self._local, "secrets", None)
+        outer_vault = getattr(self._local, "vault", None)
         self._local.secrets = {} if outer is None else outer
+        self._local.vault = {} if outer_vault is None else outer_vault
         try:
             yield
         finally:
             self._local.secrets = outer
+            self._local.vault = outer_vault
 
     def _read_secret(self, namespace: str, name: str) -> StoredSecret | None:
         cache: dict[tuple[str, str], Future[StoredSecret | None]] | None = getattr(
@@ -662,7 +665,12 @@ class Engine:
             return to_version
         if generate:
             return self._generate(credential)
-        return vault.current_version(spec.source.mount, spec.source.path)
+        # one request for the number and the data; the job reads the data from the cache
+        version, data = vault.read_latest(spec.source.mount, spec.source.path)
+        cache = getattr(self._local, "vault", None)
+        if cache is not None:
+            cache[(spec.source.mount, spec.source.path, version)] = data
+        return version
 
     def _generate(self, credential: CredentialObject) -> int:
         spec = credential.spec
@@ -704,7 +712,10 @@ class Engine:
             if isinstance(driver, CephxDriver):
                 driver.check_secret_data(data, where)
         else:
-            source = self._vault().read(spec.source.mount, spec.source.path, version)
+            cache = getattr(self._local, "vault", None) or {}
+            source = cache.get((spec.source.mount, spec.source.path, version))
+            if source is None:
+                source = self._vault().read(spec.source.mount, spec.source.path, version)
             where = f"Vault {spec.source.mount}/{spec.source.path} version {version}"
             missing = [name for name in source_fields(spec) if name not in source]
             if missing:
