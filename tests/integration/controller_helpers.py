@@ -5,56 +5,35 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import hvac
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+from rotation_helpers import (  # noqa: F401 - re-exported for the controller tests
+    GROUP,
+    PLURAL,
+    VERSION,
+    api_client,
+    ceph_config,
+    create_cr,
+    events_for,
+    get_cr,
+    namespace,
+    unique,
+    vault,
+    vault_put,
+)
+from rotation_helpers import wait_for as _wait_for
 
+from vaultbridge.testenv.common import free_port
 from vaultbridge.testenv.env import Environment
 
-GROUP, VERSION, PLURAL = "vaultbridge.io", "v1alpha1", "credentialrotations"
 WEBHOOK_TOKEN = "webhook-token-7c1d0e5a"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def api_client(env: Environment) -> k8s.ApiClient:
-    return k8s_config.new_client_from_config(config_file=str(env.kube.kubeconfig))
-
-
-@contextmanager
-def namespace(api: k8s.ApiClient) -> Iterator[str]:
-    name = unique("vbc")
-    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    try:
-        yield name
-    finally:
-        k8s.CoreV1Api(api).delete_namespace(name)
-
-
-def create_cr(api: k8s.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "CredentialRotation",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-    return dict(
-        k8s.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
-    )
 
 
 def patch_cr(api: k8s.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> None:
@@ -63,49 +42,8 @@ def patch_cr(api: k8s.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> No
     )
 
 
-def get_cr(api: k8s.ApiClient, ns: str, name: str) -> dict[str, Any]:
-    return dict(
-        k8s.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
-    )
-
-
-def events_for(api: k8s.ApiClient, ns: str, name: str) -> list[dict[str, Any]]:
-    events = k8s.EventsV1Api(api).list_namespaced_event(ns).items
-    return [
-        {"type": e.type, "reason": e.reason, "note": e.note or ""}
-        for e in events
-        if e.regarding is not None and e.regarding.name == name
-    ]
-
-
-def vault(env: Environment) -> hvac.Client:
-    return hvac.Client(url=env.vault.addr, token=env.vault.token)
-
-
-def vault_put(env: Environment, path: str, data: dict[str, str], mount: str = "secret") -> int:
-    written = vault(env).secrets.kv.v2.create_or_update_secret(
-        path=path, secret=data, mount_point=mount
-    )
-    return int(written["data"]["version"])
-
-
-def ceph_config(env: Environment, who: str, option: str) -> str | None:
-    out = env.ceph.ceph("config", "dump", "-f", "json")
-    for row in json.loads(out):
-        if row["section"] == who and row["name"] == option:
-            return str(row["value"])
-    return None
-
-
 def wait_for(check: Any, what: str, timeout: float = 90.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not true after {timeout:.0f} s")
-        time.sleep(interval)
+    return _wait_for(check, what, timeout, interval)
 
 
 def config_spec(
@@ -122,12 +60,6 @@ def config_spec(
 def at_version(api: k8s.ApiClient, ns: str, name: str, version: int) -> bool:
     status = get_cr(api, ns, name).get("status") or {}
     return status.get("currentVersion") == version and not status.get("rotation")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http(

@@ -131,7 +131,7 @@ def run_cli(
     )
 
 
-def wait_for(check: Any, what: str, timeout: float = 60.0) -> Any:
+def wait_for(check: Any, what: str, timeout: float = 60.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -139,7 +139,7 @@ def wait_for(check: Any, what: str, timeout: float = 60.0) -> Any:
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not true after {timeout:.0f} s")
-        time.sleep(0.1)
+        time.sleep(interval)
 
 
 def config_spec(

@@ -491,3 +491,38 @@ def test_concurrent_syncs_run_one_rotation(
     assert len(promoted_v2) == results.count("promoted") == 1, (results, status["history"])
     assert status["rotation"] is None and status["currentVersion"] == v2
     assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "race-2"
+
+
+def test_unreachable_vault_is_one_clear_line_and_changes_nothing(
+    testenv: Environment, api: k8s.ApiClient, ns: str
+) -> None:
+    from vaultbridge.testenv.common import free_port
+
+    path, who = unique("ceph/novault"), f"client.rgw.{unique('novault')}"
+    vault_put(testenv, path, {"value": "v1"})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    done = run_cli(
+        testenv, "sync", f"{ns}/cred", VAULTBRIDGE_VAULT__ADDR=f"http://127.0.0.1:{free_port()}"
+    )
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.strip().splitlines() if " INFO " not in line]
+    assert len(lines) == 1 and "VaultUnavailable" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    status = get_cr(api, ns, "cred")["status"]
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "VaultUnavailable"
+    assert status["nextRetryTime"] is not None
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") is None
+    assert read_secret(api, ns, "cred") is None
+    bad_settings = run_cli(
+        testenv,
+        "sync",
+        f"{ns}/cred",
+        VAULTBRIDGE_VAULT__AUTH="magic",
+        VAULTBRIDGE_VAULT__TOKEN="CANARY-TOKEN-123",
+    )
+    assert bad_settings.returncode == 2
+    assert (
+        "VAULTBRIDGE_VAULT__AUTH" in bad_settings.stderr
+        and "CANARY-TOKEN-123" not in bad_settings.stderr
+    )
