@@ -320,6 +320,12 @@ class CephMon:
     def config_get(self, who: str, option: str) -> Sensitive | None:
         return self.config.get(who, option)
 
+    def config_snapshot(self, entries: Sequence[ConfigKey]) -> dict[ConfigKey, Sensitive | None]:
+        return self.config.snapshot(list(entries))
+
+    def config_read(self, who: str, option: str) -> Sensitive | None:
+        return self.config.get_fast(who, option)
+
     def config_apply_all(
         self,
         values: Sequence[tuple[str, str, Sensitive]],

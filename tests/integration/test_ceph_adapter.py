@@ -81,6 +81,20 @@ def test_config_set_exact_readback(cluster: CephCluster, conn: CephConnection) -
     store.remove(RGW, PASSWORD)  # absent is fine
 
 
+def test_get_fast_agrees_with_config_dump(conn: CephConnection) -> None:
+    store = ConfigStore(conn)
+    who = "client.rgw.fastread"
+    assert store.get_fast(who, PASSWORD) is None  # absent: inconclusive, still config dump
+    assert store._fast is None
+    store.set(who, PASSWORD, Sensitive("fast-1"))
+    assert store.get_fast(who, PASSWORD) == Sensitive("fast-1")  # checked against the dump
+    assert store._fast is True
+    store.set(who, PASSWORD, Sensitive("fast-2"))
+    assert store.get_fast(who, PASSWORD) == Sensitive("fast-2") == store.get(who, PASSWORD)
+    store.remove(who, PASSWORD)
+    assert store.get_fast(who, PASSWORD) is None and store.get(who, PASSWORD) is None
+
+
 def test_unknown_option_is_rejected_and_nothing_changes(
     cluster: CephCluster, conn: CephConnection
 ) -> None:

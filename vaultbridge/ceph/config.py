@@ -8,8 +8,10 @@ retried (it may have landed).
 
 from __future__ import annotations
 
+import errno
+
 from vaultbridge.ceph.connection import CephConnection
-from vaultbridge.ceph.errors import CephError, CephRejected, CephUnavailable
+from vaultbridge.ceph.errors import CephError, CephPermissionDenied, CephRejected, CephUnavailable
 from vaultbridge.model.sensitive import Sensitive
 
 __all__ = ["ConfigStore", "Entry", "Snapshot"]
@@ -38,6 +40,7 @@ class ConfigStore:
     def __init__(self, conn: CephConnection, *, write_attempts: int = 2) -> None:
         self.conn = conn
         self.write_attempts = max(1, write_attempts)
+        self._fast: bool | None = None  # may get_fast use config-key? None: not known yet
 
     # ------------------------------------------------------------------ reads
     def dump(self) -> dict[Entry, Sensitive]:
@@ -56,6 +59,41 @@ class ConfigStore:
     def get(self, who: str, option: str) -> Sensitive | None:
         """The exact stored value of ``option`` for section ``who``; ``None`` when absent."""
         return self.dump().get((who, option))
+
+    def get_fast(self, who: str, option: str) -> Sensitive | None:
+        """Like :meth:`get`, in O(1) instead of a ``config dump`` of the whole database.
+
+        The mons keep each option of the config database under the config-key
+        ``config/<who>/<option>``. That is their internal layout, so it is trusted only after
+        it agreed with ``config dump`` on a value that was present; until then, and for good
+        once it disagreed or the caps refuse ``config-key get``, this is :meth:`get`.
+        """
+        if self._fast is False:
+            return self.get(who, option)
+        try:
+            fast = self._config_key(who, option)
+        except CephPermissionDenied:
+            self._fast = False
+            return self.get(who, option)
+        if self._fast is True:
+            return fast
+        exact = self.get(who, option)
+        if exact is not None:
+            self._fast = fast == exact
+        elif fast is not None:
+            self._fast = False
+        return exact
+
+    def _config_key(self, who: str, option: str) -> Sensitive | None:
+        try:
+            out = self.conn.mon_command(
+                {"prefix": "config-key get", "key": f"config/{who}/{option}"}
+            )
+        except CephRejected as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+        return Sensitive(out.decode("utf-8", errors="surrogateescape"))
 
     def snapshot(self, entries: list[Entry]) -> Snapshot:
         """Current values (``None`` = absent) of ``entries``, from one ``config dump``."""

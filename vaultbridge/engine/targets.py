@@ -85,15 +85,22 @@ class ConfigDriver:
         }
 
     def read(self) -> dict[str, Sensitive | None]:
-        return {option_slot(*option): value for option, value in self.read_all().items()}
-
-    def read_all(self) -> dict[ConfigKey, Sensitive | None]:
         self.last_read = {
-            option: self.ceph.config_get(*option)
+            option: self.ceph.config_read(*option)
             for options in self.keys.values()
             for option in options
         }
-        return dict(self.last_read)
+        return {option_slot(*option): value for option, value in self.last_read.items()}
+
+    def read_all(self) -> dict[ConfigKey, Sensitive | None]:
+        """Exact read-back for verification: ``config_read`` is exact (the mon's own stored
+        value, cross-checked against ``config dump`` before it is trusted) and O(1), where a
+        ``config dump`` grows with the whole database."""
+        return {
+            option: self.ceph.config_read(*option)
+            for options in self.keys.values()
+            for option in options
+        }
 
     def apply(self, data: Mapping[str, Sensitive]) -> None:
         # the snapshot step has just read these options; the verify step reads them back
