@@ -299,11 +299,14 @@ class Engine:
         """What the controller calls: finish an interrupted rotation, else sync if needed."""
         credential = self.credentials.load(ref)
         if credential.status.rotation is not None:
-            return self._with_retirements(self.resume(credential))
+            return self._with_retirements(self.resume(credential), credential.spec)
         if credential.spec.suspend:
             return Outcome(ref, "unchanged", credential.status.current_version, "suspended")
         return self._with_retirements(
-            self._rotate(ref, generate=False, to_version=None, dry_run=False, credential=credential)
+            self._rotate(
+                ref, generate=False, to_version=None, dry_run=False, credential=credential
+            ),
+            credential.spec,
         )
 
     def resume(self, credential: CredentialObject) -> Outcome:
@@ -922,8 +925,10 @@ class Engine:
         future = [r.not_before for r in status.retiring if r.not_before > now]
         return min(future) - now if future else None
 
-    def _with_retirements(self, outcome: Outcome) -> Outcome:
+    def _with_retirements(self, outcome: Outcome, spec: CredentialSpec | None = None) -> Outcome:
         """After a reconcile: retire what is due, and wake up when the next one is."""
+        if spec is not None and not isinstance(spec.target, CephxTarget):
+            return outcome  # only cephx generations retire: no need to read the CR again
         try:
             credential = self.credentials.load(outcome.ref)
         except (BackendError, PreconditionError):
