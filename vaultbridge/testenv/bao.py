@@ -27,6 +27,7 @@ from vaultbridge.testenv.common import (
     free_port,
     pid_alive,
     require_free,
+    reserve_port,
     spawn,
     stop_pid,
     wait_until,
@@ -162,6 +163,7 @@ def _free_port_pair() -> int:
                 require_free(port + 1, "probe")
             except TestenvError:
                 continue
+            reserve_port(port + 1)  # the dev server's cluster listener
             return port
     raise TestenvError("OpenBao: found no two adjacent free ports on 127.0.0.1")
 

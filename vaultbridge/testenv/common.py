@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,11 +21,36 @@ class TestenvError(RuntimeError):
     __test__ = False  # not a pytest test class
 
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 by default):
+# a port the kernel hands out as ephemeral can be taken, between our check and the server's
+# bind, by the source port of any outgoing connection (etcd clients, mon sessions, ...).
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def reserve_port(port: int) -> None:
+    """Never hand out ``port`` (a server binds it by itself, such as OpenBao's port + 1)."""
+    with _handed_out_lock:
+        _handed_out.add(port)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that is free right now and not handed out before."""
+    low, high = _PORT_RANGE
+    for _ in range(1000):
+        port = random.randrange(low, high)
+        with _handed_out_lock:
+            if port in _handed_out:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    raise TestenvError(f"no free TCP port on 127.0.0.1 in {low}-{high}")
 
 
 def require_free(port: int, what: str) -> None:

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,20 @@ class Environment:
         )
 
 
+def _retrying(start_one: Callable[..., Any], folder: Path, *args: Any) -> Any:
+    """Start one server; when a port it picked was taken meanwhile, again with new ports."""
+    for attempt in range(1, 4):
+        try:
+            return start_one(
+                folder if attempt == 1 else folder.with_name(f"{folder.name}-{attempt}"), *args
+            )
+        except TestenvError as exc:
+            if "busy" not in str(exc) or attempt == 3:
+                raise
+            print(f"testenv: {exc}; trying other ports", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
 def start(mons: int = 1, workdir: Path | None = None) -> Environment:
     """Start OpenBao, ``mons`` Ceph monitors and the Kubernetes API, in parallel."""
     if mons < 1:
@@ -118,9 +133,9 @@ def start(mons: int = 1, workdir: Path | None = None) -> Environment:
     workdir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="testenv") as pool:
         futures: dict[str, Future[Any]] = {
-            "vault": pool.submit(start_openbao, workdir / "openbao"),
-            "ceph": pool.submit(start_ceph, workdir / "ceph", mons),
-            "kube": pool.submit(start_kube, workdir / "kube", bindir),
+            "vault": pool.submit(_retrying, start_openbao, workdir / "openbao"),
+            "ceph": pool.submit(_retrying, start_ceph, workdir / "ceph", mons),
+            "kube": pool.submit(_retrying, start_kube, workdir / "kube", bindir),
         }
         started: dict[str, Any] = {}
         errors: list[str] = []
