@@ -293,9 +293,7 @@ def ceph_grants(credentials: Sequence[Credential]) -> list[str]:
                     grants.append(_grant(command, who=entry.who, name=entry.option))
                 grants.append(_grant("config help", key=entry.option))
                 # the O(1) exact read of the option (the mon's own stored value)
-                grants.append(
-                    _grant("config-key get", key=f"config/{entry.who}/{entry.option}")
-                )
+                grants.append(_grant("config-key get", key=f"config/{entry.who}/{entry.option}"))
         elif isinstance(target, ConfigKeyTarget):
             for command in (
                 "config-key get",
