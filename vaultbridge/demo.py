@@ -3,7 +3,8 @@
 Starts real OpenBao, Ceph mon(s) and a Kubernetes API on loopback (``vaultbridge.testenv``),
 creates a few CredentialRotations and rotates them while printing every step as it happens:
 a Keystone user+password pair for RGW (mon config database, all-or-nothing, the Secret also owned
-by a CephObjectStore), a generated dashboard secret (config-key store), the rook/rook#15460 case
+by a CephObjectStore), a generated dashboard secret (config-key store), a cephx key rotated
+without downtime (a new entity per version), the rook/rook#15460 case
 (an edited Secret reaching the mon database), and a failure that rolls back. Secret values are
 never printed.
 """
@@ -178,6 +179,32 @@ def _scenarios(env: Environment) -> int:
             f"Compliance rotation #{n} of config-key mgr/dashboard/demo_secret "
             "(vaultbridge generates the value into Vault)",
             lambda: app.engine.rotate(dashboard),
+        ).ok:
+            failures += 1
+
+    app_key = CredentialRef(NAMESPACE, "app-cephx")
+    kube.create(
+        "vaultbridge.io/v1alpha1",
+        "credentialrotations",
+        "CredentialRotation",
+        app_key.name,
+        {
+            "source": {"mount": "secret", "path": "ceph/app-cephx"},
+            "secret": {"name": "app-cephx"},
+            "target": {
+                "cephx": {
+                    "entity": "client.demo-app",
+                    "caps": {"mon": "allow r"},
+                    "retireAfter": "10m",
+                }
+            },
+        },
+    )
+    for n in (1, 2):
+        if not step(
+            f"cephx rotation #{n} of client.demo-app (alternate strategy: a new entity "
+            "client.demo-app.<version>, verified with a fresh connection before promotion)",
+            lambda: app.engine.rotate(app_key),
         ).ok:
             failures += 1
 
