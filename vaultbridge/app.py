@@ -101,6 +101,9 @@ def credential_from(raw: Mapping[str, Any]) -> CredentialObject:
 class KubeSecrets:
     def __init__(self, sink: SecretSink) -> None:
         self.sink = sink
+        # (namespace, name) -> the resourceVersion of our own last write, so the controller's
+        # Secret watch can tell our promotions from someone else's edits
+        self.written: dict[tuple[str, str], str] = {}
 
     def read(self, namespace: str, name: str) -> StoredSecret | None:
         secret = self.sink.get(namespace, name)
@@ -131,7 +134,7 @@ class KubeSecrets:
             for k, v in annotations.items()
             if k not in (VERSION_ANNOTATION, ROTATION_ANNOTATION)
         }
-        self.sink.write(
+        written = self.sink.write(
             credential.ref.namespace,
             name,
             OwnerInfo(credential.api_version, credential.kind, credential.ref.name, credential.uid),
@@ -145,6 +148,7 @@ class KubeSecrets:
             if known is not None and isinstance(known.handle, OwnedSecret)
             else None,
         )
+        self.written[(credential.ref.namespace, name)] = written.resource_version
 
     def delete(self, namespace: str, name: str) -> None:
         self.sink.delete(namespace, name)

@@ -336,6 +336,16 @@ class Controller:
                     return ref
         return None
 
+    def _our_own_write(self, obj: dict[str, Any]) -> bool:
+        metadata = obj.get("metadata") or {}
+        written = getattr(self.app.engine.secrets, "written", None)
+        if not isinstance(written, dict):
+            return False
+        key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        return bool(metadata.get("resourceVersion")) and written.get(key) == metadata.get(
+            "resourceVersion"
+        )
+
     def _watch_secrets(self, epoch: int) -> None:
         watcher = ManagedSecretWatch(self.app.kube)
         while self._acting(epoch):
@@ -345,6 +355,8 @@ class Controller:
                 for kind, obj in watcher.watch(self.namespaces, snapshot.resource_versions):
                     if not self._acting(epoch):
                         return
+                    if kind == "MODIFIED" and self._our_own_write(obj):
+                        continue  # a promotion we just made, not drift
                     if kind in ("MODIFIED", "DELETED"):
                         ref = self._secret_owner(obj)
                         if ref is not None:
