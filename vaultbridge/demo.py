@@ -106,7 +106,7 @@ def _scenarios(env: Environment) -> int:
         return outcome
 
     keystone = CredentialRef(NAMESPACE, "rgw-keystone")
-    vault("ceph/rgw-keystone", {"user": "rgw-admin", "password": _random(env)})
+    vault("ceph/rgw-keystone", {"user": "rgw-admin", "password": _random()})
     kube.create(
         "vaultbridge.io/v1alpha1",
         "credentialrotations",
@@ -153,7 +153,7 @@ def _scenarios(env: Environment) -> int:
         is False
     ):
         failures += 1
-    vault("ceph/rgw-keystone", {"user": "rgw-admin", "password": _random(env)})
+    vault("ceph/rgw-keystone", {"user": "rgw-admin", "password": _random()})
     if not step(
         "Rotated in Vault (version 2): propagate and verify before promoting",
         lambda: app.engine.sync(keystone),
@@ -237,7 +237,7 @@ def _scenarios(env: Environment) -> int:
         {"who": "client.rgw.my-store", "option": "rgw_keystone_no_such_option", "field": "user"}
     )
     kube.replace("vaultbridge.io/v1alpha1", "credentialrotations", keystone.name, obj)
-    vault("ceph/rgw-keystone", {"user": "rgw-admin", "password": _random(env)})
+    vault("ceph/rgw-keystone", {"user": "rgw-admin", "password": _random()})
     outcome = step(
         "A bad spec (an option Ceph does not know): rolled back, nothing changes",
         lambda: app.engine.sync(keystone),
@@ -280,7 +280,7 @@ def _scenarios(env: Environment) -> int:
     return 1 if failures else 0
 
 
-def _random(env: Environment) -> str:
+def _random() -> str:
     return os.urandom(18).hex()
 
 

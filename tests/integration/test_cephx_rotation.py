@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,9 @@ from ceph_helpers import new_key
 from cephx_helpers import can_auth, cephx_spec, entities, new_entity, secret_cephx
 from kubernetes import client as k8s
 from rotation_helpers import (
-    api_client,
     cli_env,
     create_cr,
     get_cr,
-    namespace,
     read_secret,
     run_cli,
     settled_events,
@@ -41,27 +38,6 @@ from vaultbridge.settings import load_settings
 from vaultbridge.testenv.env import Environment
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api(testenv: Environment) -> k8s.ApiClient:
-    return api_client(testenv)
-
-
-@pytest.fixture
-def ns(api: k8s.ApiClient) -> Iterator[str]:
-    with namespace(api) as name:
-        yield name
-
-
-@pytest.fixture
-def app(testenv: Environment, monkeypatch: pytest.MonkeyPatch) -> Iterator[application.App]:
-    for key, value in testenv.variables().items():
-        if key.startswith("VAULTBRIDGE_"):
-            monkeypatch.setenv(key, value)
-    built = application.build(load_settings())
-    yield built
-    built.close()
 
 
 def test_alternate_rotation_creates_generation_and_retires_previous(

@@ -7,19 +7,16 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 from kubernetes import client as k8s
 from rotation_helpers import (
-    api_client,
     ceph_config,
     cli_env,
     config_spec,
     create_cr,
     events_for,
     get_cr,
-    namespace,
     read_secret,
     run_cli,
     unique,
@@ -32,31 +29,9 @@ from rotation_helpers import (
 
 import vaultbridge.app as application
 from vaultbridge.model.spec import CredentialRef
-from vaultbridge.settings import load_settings
 from vaultbridge.testenv.env import Environment
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api(testenv: Environment) -> k8s.ApiClient:
-    return api_client(testenv)
-
-
-@pytest.fixture
-def ns(api: k8s.ApiClient) -> Iterator[str]:
-    with namespace(api) as name:
-        yield name
-
-
-@pytest.fixture
-def app(testenv: Environment, monkeypatch: pytest.MonkeyPatch) -> Iterator[application.App]:
-    for key, value in testenv.variables().items():
-        if key.startswith("VAULTBRIDGE_"):
-            monkeypatch.setenv(key, value)
-    built = application.build(load_settings())
-    yield built
-    built.close()
 
 
 def secret_value(api: k8s.ApiClient, ns: str, name: str = "cred", key: str = "value") -> str | None:

@@ -65,7 +65,7 @@ def approle(root: hvac.Client, **role: object) -> tuple[str, str]:
     return role_id, secret_id
 
 
-class FakeClock:
+class ManualClock:
     def __init__(self) -> None:
         self.now = 1000.0
 
@@ -136,7 +136,7 @@ def test_approle_bad_secret_id(bao: OpenBaoServer, root: hvac.Client) -> None:
 
 def test_renewal_at_two_thirds_of_ttl(bao: OpenBaoServer, root: hvac.Client) -> None:
     role_id, secret_id = approle(root, token_ttl="60s", token_max_ttl="1h")
-    clock = FakeClock()
+    clock = ManualClock()
     auth = AppRoleAuthenticator(role_id, secret_id=secret_id, clock=clock)
     with VaultClient(bao.addr, auth) as client:
         kv = KvV2Source(client)
@@ -156,7 +156,7 @@ def test_non_renewable_token_is_replaced_by_a_new_login(
     bao: OpenBaoServer, root: hvac.Client
 ) -> None:
     role_id, secret_id = approle(root, token_ttl="60s", token_type="batch")
-    clock = FakeClock()
+    clock = ManualClock()
     auth = AppRoleAuthenticator(role_id, secret_id=secret_id, clock=clock)
     with VaultClient(bao.addr, auth) as client:
         kv = KvV2Source(client)
@@ -169,7 +169,7 @@ def test_non_renewable_token_is_replaced_by_a_new_login(
 
 def test_expired_token_403_triggers_one_relogin(bao: OpenBaoServer, root: hvac.Client) -> None:
     role_id, secret_id = approle(root, token_ttl="1s", token_max_ttl="1s")
-    auth = AppRoleAuthenticator(role_id, secret_id=secret_id, clock=FakeClock())  # frozen
+    auth = AppRoleAuthenticator(role_id, secret_id=secret_id, clock=ManualClock())  # frozen
     with VaultClient(bao.addr, auth) as client:
         kv = KvV2Source(client)
         kv.read("secret", "allowed/rgw")

@@ -339,9 +339,23 @@ class Engine:
 
     # -- the rotation ---------------------------------------------------------------------------
 
-    def _rotate(self, ref: CredentialRef, **kwargs: Any) -> Outcome:
+    def _rotate(
+        self,
+        ref: CredentialRef,
+        *,
+        generate: bool | None,
+        to_version: int | None,
+        dry_run: bool,
+        credential: CredentialObject | None = None,
+    ) -> Outcome:
         with self._secret_cache():
-            return self._rotate_once(ref, **kwargs)
+            return self._rotate_once(
+                ref,
+                generate=generate,
+                to_version=to_version,
+                dry_run=dry_run,
+                credential=credential,
+            )
 
     def _rotate_once(
         self,

@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,72 +198,22 @@ class CredentialRotationClient:
         deadline: float | None,
         stop: threading.Event | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        version = resource_version
-        op = Operation("watch", PLURAL, namespace)
-        while stop is None or not stop.is_set():
-            chunk = WATCH_CHUNK_SECONDS
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                chunk = max(1, min(chunk, int(remaining + 0.999)))
-            kwargs: dict[str, Any] = {
-                "watch": True,
-                "allow_watch_bookmarks": True,
-                "timeout_seconds": chunk,
-                "_preload_content": False,
-                "_request_timeout": (self.kube.timeout, chunk + 30),
-            }
-            if version:
-                kwargs["resource_version"] = version
-            try:
-                if namespace is None:
-                    response = self._api.list_cluster_custom_object(
-                        GROUP, VERSION, PLURAL, **kwargs
-                    )
-                else:
-                    response = self._api.list_namespaced_custom_object(
-                        GROUP, VERSION, namespace, PLURAL, **kwargs
-                    )
-            except TRANSLATABLE as exc:
-                raise_translated(exc, op)
-            try:
-                for line in _lines(response, op):
-                    event = json.loads(line)
-                    kind = str(event.get("type", ""))
-                    obj = event.get("object") or {}
-                    if kind == "ERROR":
-                        code = int(obj.get("code", 0) or 0)
-                        message = str(obj.get("message", ""))
-                        if code == 410:
-                            raise KubeWatchExpired(
-                                f"watch of {PLURAL} expired (resourceVersion {version}): {message}",
-                                status=410,
-                                verb="watch",
-                                resource=PLURAL,
-                                namespace=namespace,
-                            )
-                        raise KubeError(
-                            f"watch of {PLURAL} failed ({code}): {message}",
-                            status=code,
-                            verb="watch",
-                            resource=PLURAL,
-                            namespace=namespace,
-                        )
-                    metadata = obj.setdefault("metadata", {})
-                    version = str(metadata.get("resourceVersion") or version or "") or None
-                    if kind == "BOOKMARK":
-                        if namespace is not None:
-                            metadata.setdefault("namespace", namespace)
-                    else:
-                        obj.setdefault("apiVersion", API_VERSION)
-                        obj.setdefault("kind", KIND)
-                    yield kind, obj
-                    if stop is not None and stop.is_set():
-                        return
-            finally:
-                response.close()
-                response.release_conn()
+        def request(**kwargs: Any) -> Any:
+            if namespace is None:
+                return self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+            return self._api.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, **kwargs
+            )
+
+        def shape(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+            if kind != "BOOKMARK":
+                obj.setdefault("apiVersion", API_VERSION)
+                obj.setdefault("kind", KIND)
+            return obj
+
+        yield from stream_events(
+            self.kube, request, PLURAL, namespace, resource_version, deadline, stop, shape
+        )
 
     # -- the CRD itself -------------------------------------------------------------------
 
@@ -320,6 +270,71 @@ class CredentialRotationClient:
                     name=name,
                 )
             time.sleep(0.2)
+
+
+def stream_events(  # noqa: PLR0917 - one call site per watched resource
+    kube: KubeClient,
+    request: Callable[..., Any],
+    resource: str,
+    namespace: str | None,
+    resource_version: str | None,
+    deadline: float | None,
+    stop: threading.Event | None,
+    shape: Callable[[str, dict[str, Any]], dict[str, Any]],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """One watch of ``resource`` in ``namespace`` (None: all): reconnects from the last version
+    seen, requests bookmarks, raises ``KubeWatchExpired`` on 410 Gone. ``request(**kwargs)``
+    issues the list call; ``shape`` turns each object into what the caller yields."""
+    version = resource_version
+    op = Operation("watch", resource, namespace)
+    while stop is None or not stop.is_set():
+        chunk = WATCH_CHUNK_SECONDS
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            chunk = max(1, min(chunk, int(remaining + 0.999)))
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": chunk,
+            "_preload_content": False,
+            "_request_timeout": (kube.timeout, chunk + 30),
+        }
+        if version:
+            kwargs["resource_version"] = version
+        try:
+            response = request(**kwargs)
+        except TRANSLATABLE as exc:
+            raise_translated(exc, op)
+        try:
+            for line in _lines(response, op):
+                event = json.loads(line)
+                kind = str(event.get("type", ""))
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    code = int(obj.get("code", 0) or 0)
+                    message = str(obj.get("message", ""))[:300]
+                    error = KubeWatchExpired if code == 410 else KubeError
+                    raise error(
+                        f"watch of {resource} failed ({code}, resourceVersion {version}): "
+                        f"{message}",
+                        status=code,
+                        verb="watch",
+                        resource=resource,
+                        namespace=namespace,
+                    )
+                obj = shape(kind, obj)
+                metadata = obj.setdefault("metadata", {})
+                version = str(metadata.get("resourceVersion") or version or "") or None
+                if kind == "BOOKMARK" and namespace is not None:
+                    metadata.setdefault("namespace", namespace)
+                yield kind, obj
+                if stop is not None and stop.is_set():
+                    return
+        finally:
+            response.close()
+            response.release_conn()
 
 
 def _scopes(namespaces: list[str] | None) -> list[str | None]:

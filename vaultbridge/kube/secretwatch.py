@@ -9,20 +9,15 @@ an object leaves this module, so a watch never carries a credential around the c
 from __future__ import annotations
 
 import builtins
-import json
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from vaultbridge.kube.client import KubeClient
-from vaultbridge.kube.crd import WATCH_CHUNK_SECONDS, ListSnapshot, _lines, _merge, _scopes
+from vaultbridge.kube.crd import ListSnapshot, _merge, _scopes, stream_events
 from vaultbridge.kube.errors import (
-    TRANSLATABLE,
-    KubeError,
-    KubeWatchExpired,
     Operation,
-    raise_translated,
 )
 from vaultbridge.kube.secrets import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
@@ -91,56 +86,18 @@ class ManagedSecretWatch:
         deadline: float | None,
         stop: threading.Event | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        version = resource_version
-        op = Operation("watch", "secrets", namespace)
-        while stop is None or not stop.is_set():
-            chunk = WATCH_CHUNK_SECONDS
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                chunk = max(1, min(chunk, int(remaining + 0.999)))
-            kwargs: dict[str, Any] = {
-                "watch": True,
-                "allow_watch_bookmarks": True,
-                "label_selector": SELECTOR,
-                "timeout_seconds": chunk,
-                "_preload_content": False,
-                "_request_timeout": (self.kube.timeout, chunk + 30),
-            }
-            if version:
-                kwargs["resource_version"] = version
-            try:
-                if namespace is None:
-                    response = self._core.list_secret_for_all_namespaces(**kwargs)
-                else:
-                    response = self._core.list_namespaced_secret(namespace, **kwargs)
-            except TRANSLATABLE as exc:
-                raise_translated(exc, op)
-            try:
-                for line in _lines(response, op):
-                    event = json.loads(line)
-                    kind = str(event.get("type", ""))
-                    obj = event.get("object") or {}
-                    if kind == "ERROR":
-                        code = int(obj.get("code", 0) or 0)
-                        message = str(obj.get("message", ""))[:300]
-                        error = KubeWatchExpired if code == 410 else KubeError
-                        raise error(
-                            f"watch of secrets failed ({code}): {message}",
-                            status=code,
-                            verb="watch",
-                            resource="secrets",
-                            namespace=namespace,
-                        )
-                    slim = _metadata_only(obj)
-                    metadata = slim["metadata"]
-                    version = str(metadata.get("resourceVersion") or version or "") or None
-                    if kind == "BOOKMARK" and namespace is not None:
-                        metadata.setdefault("namespace", namespace)
-                    yield kind, slim
-                    if stop is not None and stop.is_set():
-                        return
-            finally:
-                response.close()
-                response.release_conn()
+        def request(**kwargs: Any) -> Any:
+            if namespace is None:
+                return self._core.list_secret_for_all_namespaces(label_selector=SELECTOR, **kwargs)
+            return self._core.list_namespaced_secret(namespace, label_selector=SELECTOR, **kwargs)
+
+        yield from stream_events(
+            self.kube,
+            request,
+            "secrets",
+            namespace,
+            resource_version,
+            deadline,
+            stop,
+            lambda _kind, obj: _metadata_only(obj),
+        )
