@@ -323,7 +323,8 @@ for tool in bao helm kubectl ceph; do command -v $tool >/dev/null || {{ echo "no
 kubectl get --raw /readyz
 echo
 BAO_TOKEN="$VAULTBRIDGE_VAULT__TOKEN" bao kv get -format=json secret/does-not-exist >/dev/null 2>&1 || true
-BAO_TOKEN="$VAULTBRIDGE_VAULT__TOKEN" bao status -format=json | grep -q '"sealed": false'
+bao_status=$(BAO_TOKEN="$VAULTBRIDGE_VAULT__TOKEN" bao status -format=json)  # no pipe: grep -q would SIGPIPE bao
+grep -q '"sealed": false' <<<"$bao_status"
 ceph quorum_status -f json >/dev/null
 helm version --short
 """
