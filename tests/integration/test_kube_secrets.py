@@ -152,22 +152,23 @@ def test_concurrent_modification_is_retried(
     sink = SecretSink(kube)
     sink.write(namespace, "c-secret", owner, [], {"value": Sensitive("v1")}, "1", "rot-1")
 
-    original = sink._core.replace_namespaced_secret
+    original = kube.request
     calls: list[int] = []
 
-    def racing_replace(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:  # someone else writes between our read and our update
-            core.patch_namespaced_secret(
-                "c-secret", namespace, {"metadata": {"labels": {"racer": "yes"}}}
-            )
-        return original(*args, **kwargs)
+    def racing_request(op: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "PUT":
+            calls.append(1)
+            if len(calls) == 1:  # someone else writes between our read and our update
+                core.patch_namespaced_secret(
+                    "c-secret", namespace, {"metadata": {"labels": {"racer": "yes"}}}
+                )
+        return original(op, method, *args, **kwargs)
 
-    sink._core.replace_namespaced_secret = racing_replace
+    kube.request = racing_request  # type: ignore[method-assign]
     try:
         sink.write(namespace, "c-secret", owner, [], {"value": Sensitive("v2")}, "2", "rot-2")
     finally:
-        sink._core.replace_namespaced_secret = original
+        kube.request = original  # type: ignore[method-assign]
     assert len(calls) == 2  # 409 on the first, success on the re-read retry
     raw = _raw(core, namespace, "c-secret")
     assert raw.metadata.labels["racer"] == "yes"

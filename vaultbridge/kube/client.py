@@ -9,8 +9,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTResponse
 from kubernetes.config.config_exception import ConfigException
 
 from vaultbridge.kube.errors import TRANSLATABLE, KubeError, Operation, raise_translated
@@ -161,6 +164,52 @@ class KubeClient:
             finally:
                 response.release_conn()
             decoded = json.loads(raw) if raw else {}
+        except TRANSLATABLE as exc:
+            raise_translated(exc, op, secrets=secrets)
+        if not isinstance(decoded, dict):
+            raise KubeError(f"unexpected response to {op.describe()}")
+        return decoded
+
+    def request(
+        self,
+        op: Operation,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        secrets: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One JSON request to ``path`` (e.g. ``/api/v1/namespaces/ns/secrets/name``).
+
+        The hot path of a rotation (the CR, its Secret, Events): it skips the typed API's
+        argument validation and model serialisation, which cost more CPU than the request
+        itself, but uses the same connection pool, TLS settings and credentials (including a
+        refreshed in-cluster token). Errors are translated exactly as :meth:`call` does.
+        """
+        configuration = self.api_client.configuration
+        headers = {"Accept": "application/json", **self.api_client.default_headers}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        self.api_client.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
+        seconds = timeout if timeout is not None else self.timeout
+        try:
+            response = self.api_client.rest_client.pool_manager.request(
+                method,
+                configuration.host + path,
+                body=None if body is None else json.dumps(body).encode(),
+                headers=headers,
+                timeout=urllib3.Timeout(total=seconds),
+                preload_content=True,
+            )
+            if not 200 <= response.status <= 299:
+                wrapped = RESTResponse(response)
+                wrapped.data = response.data
+                ApiException.from_response(
+                    http_resp=wrapped, body=response.data.decode("utf-8", "replace"), data=None
+                )
+            decoded = json.loads(response.data) if response.data else {}
         except TRANSLATABLE as exc:
             raise_translated(exc, op, secrets=secrets)
         if not isinstance(decoded, dict):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from kubernetes.watch.watch import iter_resp_lines
@@ -38,6 +39,10 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 
 WATCH_CHUNK_SECONDS = 290
 """Server-side timeout of one watch request; the iterator reconnects from the last version."""
+
+
+def _path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
 
 
 def bundled_crd_path() -> Path:
@@ -68,9 +73,7 @@ class CredentialRotationClient:
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         op = Operation("get", PLURAL, namespace, name)
-        return self.kube.call(
-            op, self._api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
-        )
+        return self.kube.request(op, "GET", _path(namespace, name))
 
     def list(self, namespaces: list[str] | None = None) -> list[dict[str, Any]]:
         """All objects in ``namespaces`` (``None``: every namespace)."""
@@ -145,16 +148,12 @@ class CredentialRotationClient:
             )
         patch.append({"op": "add", "path": "/status", "value": _plain(status)})
         op = Operation("patch", f"{PLURAL}/status", namespace, name)
-        return self.kube.call(
+        return self.kube.request(
             op,
-            self._api.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
+            "PATCH",
+            _path(namespace, name) + "/status",
             patch,
-            _content_type="application/json-patch+json",
+            content_type="application/json-patch+json",
         )
 
     # -- watch ------------------------------------------------------------------------------

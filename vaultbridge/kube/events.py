@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from vaultbridge.kube.client import KubeClient
 from vaultbridge.kube.errors import Operation
@@ -64,7 +65,6 @@ class EventRecorder:
         # reportingController must look like a domain-qualified name
         self.controller = component if "/" in component else f"vaultbridge.io/{component}"
         self.instance = (instance or os.environ.get("POD_NAME") or socket.gethostname())[:128]
-        self._api = client.events()
 
     def emit(
         self,
@@ -103,7 +103,8 @@ class EventRecorder:
         }
         op = Operation("create", "events", obj_ref.namespace, name)
         try:
-            return self.kube.call(op, self._api.create_namespaced_event, obj_ref.namespace, body)
+            path = f"/apis/events.k8s.io/v1/namespaces/{quote(obj_ref.namespace)}/events"
+            return self.kube.request(op, "POST", path, body)
         except Exception as exc:  # never let bookkeeping break a rotation
             log.warning(
                 "could not record Event %s on %s %s/%s: %s",

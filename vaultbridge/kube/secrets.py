@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from vaultbridge.kube.client import KubeClient
 from vaultbridge.kube.errors import (
@@ -99,6 +100,11 @@ class OwnedSecret:
         return self.annotations.get(ROTATION_ANNOTATION)
 
 
+def _path(namespace: str, name: str | None = None) -> str:
+    collection = f"/api/v1/namespaces/{quote(namespace)}/secrets"
+    return collection if name is None else f"{collection}/{quote(name)}"
+
+
 class SecretSink:
     """Reads and writes the Secrets of CredentialRotations."""
 
@@ -106,7 +112,6 @@ class SecretSink:
         self.kube = kube
         self.max_attempts = max_attempts
         self.backoff = backoff
-        self._core = kube.core()
 
     def get(self, namespace: str, name: str) -> OwnedSecret | None:
         raw = self._read(namespace, name)
@@ -115,7 +120,7 @@ class SecretSink:
     def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
         op = Operation("get", "secrets", namespace, name)
         try:
-            return self.kube.call(op, self._core.read_namespaced_secret, name, namespace)
+            return self.kube.request(op, "GET", _path(namespace, name))
         except KubeNotFound:
             return None
 
@@ -161,9 +166,7 @@ class SecretSink:
                 body["metadata"]["annotations"].update(extra_annotations or {})
                 op = Operation("create", "secrets", namespace, name)
                 try:
-                    result = self.kube.call(
-                        op, self._core.create_namespaced_secret, namespace, body, secrets=secrets
-                    )
+                    result = self.kube.request(op, "POST", _path(namespace), body, secrets=secrets)
                 except KubeConflict:  # created meanwhile: read it and decide again
                     self._pause(attempt)
                     continue
@@ -181,13 +184,8 @@ class SecretSink:
                 secrets_all = secrets + _values(current)
                 op = Operation("update", "secrets", namespace, name)
                 try:
-                    result = self.kube.call(
-                        op,
-                        self._core.replace_namespaced_secret,
-                        name,
-                        namespace,
-                        body,
-                        secrets=secrets_all,
+                    result = self.kube.request(
+                        op, "PUT", _path(namespace, name), body, secrets=secrets_all
                     )
                 except KubeNotFound:
                     if not from_known:
@@ -226,7 +224,7 @@ class SecretSink:
         """Delete Secret ``namespace/name``; already gone is fine."""
         op = Operation("delete", "secrets", namespace, name)
         try:
-            self.kube.call(op, self._core.delete_namespaced_secret, name, namespace)
+            self.kube.request(op, "DELETE", _path(namespace, name))
         except KubeNotFound:
             return
 
