@@ -144,6 +144,9 @@ class Controller:
         self._threads: list[threading.Thread] = []
         self._heartbeat = 0.0
         self._watch_ok: dict[str, bool] = {}
+        # set once the managed-Secret watch is listening (or has failed): workers wait for it,
+        # so an edit made right after a rotation's Secret write is never missed
+        self._secrets_watched = threading.Event()
         self.metrics.track_credentials(self._credential_samples)
         self.http: HttpServer | None = None
 
@@ -348,27 +351,59 @@ class Controller:
 
     def _watch_secrets(self, epoch: int) -> None:
         watcher = ManagedSecretWatch(self.app.kube)
+        # (namespace, name) -> the last metadata seen, to find what changed while not watching
+        seen: dict[tuple[str, str], dict[str, Any]] | None = None
         while self._acting(epoch):
             try:
                 snapshot = watcher.list_snapshot(self.namespaces)
+                if seen is not None:
+                    for obj in self._changed_while_away(seen, snapshot.items):
+                        self._secret_changed(obj)
+                seen = {_key(obj): obj for obj in snapshot.items}
                 self._watch_ok["secrets"] = True
+                self._secrets_watched.set()
                 for kind, obj in watcher.watch(self.namespaces, snapshot.resource_versions):
                     if not self._acting(epoch):
                         return
+                    if kind == "BOOKMARK":
+                        continue
+                    if kind == "DELETED":
+                        seen.pop(_key(obj), None)
+                    else:
+                        seen[_key(obj)] = obj
                     if kind == "MODIFIED" and self._our_own_write(obj):
                         continue  # a promotion we just made, not drift
                     if kind in ("MODIFIED", "DELETED"):
-                        ref = self._secret_owner(obj)
-                        if ref is not None:
-                            self.enqueue(ref, "secret")
+                        self._secret_changed(obj)
             except KubeWatchExpired:
                 self.metrics.watch_restarts.labels("secrets").inc()
                 log.info("watch of managed Secrets expired; listing again")
             except KubeError as exc:
                 self._watch_ok["secrets"] = False
+                self._secrets_watched.set()  # drift detection is down (readyz says so)
                 self.metrics.watch_restarts.labels("secrets").inc()
                 log.warning("watch of managed Secrets failed: %s; listing again", exc)
                 self.stopping.wait(WATCH_ERROR_PAUSE)
+
+    def _changed_while_away(
+        self, seen: dict[tuple[str, str], dict[str, Any]], listed: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Secrets edited or deleted between two watches (a relist after 410 or an error)."""
+        now = {_key(obj): obj for obj in listed}
+        changed = [
+            obj
+            for key, obj in now.items()
+            if key in seen
+            and obj["metadata"].get("resourceVersion")
+            != seen[key]["metadata"].get("resourceVersion")
+            and not self._our_own_write(obj)
+        ]
+        return changed + [obj for key, obj in seen.items() if key not in now]
+
+    def _secret_changed(self, obj: dict[str, Any]) -> None:
+        ref = self._secret_owner(obj)
+        if ref is not None:
+            self.enqueue(ref, "secret")
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -376,6 +411,8 @@ class Controller:
         return self._epoch == epoch and self.leading.is_set() and not self.stopping.is_set()
 
     def _worker(self, epoch: int) -> None:
+        while self._acting(epoch) and not self._secrets_watched.wait(0.5):
+            pass
         while self._acting(epoch):
             item = self.queue.get(timeout=0.5)
             if item is None:
@@ -499,6 +536,7 @@ class Controller:
         self.metrics.leader.set(1)
         self.queue.clear()
         self.queue.reopen()
+        self._secrets_watched.clear()
         self.leading.set()
         self._threads = []
         self.schedules.start()
@@ -647,3 +685,8 @@ class Controller:
         finally:
             self.stop()
             self.app.close()
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata") or {}
+    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))

@@ -41,8 +41,11 @@ WATCH_CHUNK_SECONDS = 290
 """Server-side timeout of one watch request; the iterator reconnects from the last version."""
 
 
-def _path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
+def _path(namespace: str | None, name: str | None = None) -> str:
+    """The URL path of a CredentialRotation, or of the collection (``namespace`` None: all)."""
+    scope = "" if namespace is None else f"/namespaces/{quote(namespace)}"
+    collection = f"/apis/{GROUP}/{VERSION}{scope}/{PLURAL}"
+    return collection if name is None else f"{collection}/{quote(name)}"
 
 
 def bundled_crd_path() -> Path:
@@ -92,16 +95,8 @@ class CredentialRotationClient:
             versions[namespace] = str(result.get("metadata", {}).get("resourceVersion", ""))
         return ListSnapshot(items=items, resource_versions=versions)
 
-    def _list_one(self, namespace: str | None, **kwargs: Any) -> dict[str, Any]:
-        if namespace is None:
-            op = Operation("list", PLURAL)
-            return self.kube.call(
-                op, self._api.list_cluster_custom_object, GROUP, VERSION, PLURAL, **kwargs
-            )
-        op = Operation("list", PLURAL, namespace)
-        return self.kube.call(
-            op, self._api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, **kwargs
-        )
+    def _list_one(self, namespace: str | None) -> dict[str, Any]:
+        return self.kube.request(Operation("list", PLURAL, namespace), "GET", _path(namespace))
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -197,13 +192,6 @@ class CredentialRotationClient:
         deadline: float | None,
         stop: threading.Event | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        def request(**kwargs: Any) -> Any:
-            if namespace is None:
-                return self._api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-            return self._api.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, **kwargs
-            )
-
         def shape(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
             if kind != "BOOKMARK":
                 obj.setdefault("apiVersion", API_VERSION)
@@ -211,7 +199,15 @@ class CredentialRotationClient:
             return obj
 
         yield from stream_events(
-            self.kube, request, PLURAL, namespace, resource_version, deadline, stop, shape
+            self.kube,
+            _path(namespace),
+            {},
+            PLURAL,
+            namespace,
+            resource_version,
+            deadline,
+            stop,
+            shape,
         )
 
     # -- the CRD itself -------------------------------------------------------------------
@@ -273,7 +269,8 @@ class CredentialRotationClient:
 
 def stream_events(  # noqa: PLR0917 - one call site per watched resource
     kube: KubeClient,
-    request: Callable[..., Any],
+    path: str,
+    query: Mapping[str, str],
     resource: str,
     namespace: str | None,
     resource_version: str | None,
@@ -281,9 +278,9 @@ def stream_events(  # noqa: PLR0917 - one call site per watched resource
     stop: threading.Event | None,
     shape: Callable[[str, dict[str, Any]], dict[str, Any]],
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """One watch of ``resource`` in ``namespace`` (None: all): reconnects from the last version
-    seen, requests bookmarks, raises ``KubeWatchExpired`` on 410 Gone. ``request(**kwargs)``
-    issues the list call; ``shape`` turns each object into what the caller yields."""
+    """One watch of the collection at ``path`` (``query``: e.g. a label selector): reconnects
+    from the last version seen, requests bookmarks, raises ``KubeWatchExpired`` on 410 Gone.
+    ``shape`` turns each object into what the caller yields."""
     version = resource_version
     op = Operation("watch", resource, namespace)
     while stop is None or not stop.is_set():
@@ -293,19 +290,15 @@ def stream_events(  # noqa: PLR0917 - one call site per watched resource
             if remaining <= 0:
                 return
             chunk = max(1, min(chunk, int(remaining + 0.999)))
-        kwargs: dict[str, Any] = {
+        params: dict[str, Any] = {
+            **query,
             "watch": True,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": chunk,
-            "_preload_content": False,
-            "_request_timeout": (kube.timeout, chunk + 30),
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": chunk,
         }
         if version:
-            kwargs["resource_version"] = version
-        try:
-            response = request(**kwargs)
-        except TRANSLATABLE as exc:
-            raise_translated(exc, op)
+            params["resourceVersion"] = version
+        response = kube.open_stream(op, path, params, read_timeout=chunk + 30)
         try:
             for line in _lines(response, op):
                 event = json.loads(line)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 from vaultbridge.kube.client import KubeClient
 from vaultbridge.kube.crd import ListSnapshot, _merge, _scopes, stream_events
@@ -36,27 +37,26 @@ def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": kept}
 
 
+def _collection(namespace: str | None) -> str:
+    return (
+        "/api/v1/secrets" if namespace is None else f"/api/v1/namespaces/{quote(namespace)}/secrets"
+    )
+
+
 class ManagedSecretWatch:
     """Secrets labelled as managed by vaultbridge, as metadata-only dicts."""
 
     def __init__(self, kube: KubeClient) -> None:
         self.kube = kube
-        self._core = kube.core()
 
     def list_snapshot(self, namespaces: builtins.list[str] | None = None) -> ListSnapshot:
         items: builtins.list[dict[str, Any]] = []
         versions: dict[str | None, str] = {}
         for namespace in _scopes(namespaces):
-            if namespace is None:
-                op = Operation("list", "secrets")
-                result = self.kube.call(
-                    op, self._core.list_secret_for_all_namespaces, label_selector=SELECTOR
-                )
-            else:
-                op = Operation("list", "secrets", namespace)
-                result = self.kube.call(
-                    op, self._core.list_namespaced_secret, namespace, label_selector=SELECTOR
-                )
+            op = Operation("list", "secrets", namespace)
+            result = self.kube.request(
+                op, "GET", _collection(namespace), query={"labelSelector": SELECTOR}
+            )
             items += [_metadata_only(item) for item in result.get("items", [])]
             versions[namespace] = str(result.get("metadata", {}).get("resourceVersion", ""))
         return ListSnapshot(items=items, resource_versions=versions)
@@ -86,14 +86,10 @@ class ManagedSecretWatch:
         deadline: float | None,
         stop: threading.Event | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        def request(**kwargs: Any) -> Any:
-            if namespace is None:
-                return self._core.list_secret_for_all_namespaces(label_selector=SELECTOR, **kwargs)
-            return self._core.list_namespaced_secret(namespace, label_selector=SELECTOR, **kwargs)
-
         yield from stream_events(
             self.kube,
-            request,
+            _collection(namespace),
+            {"labelSelector": SELECTOR},
             "secrets",
             namespace,
             resource_version,
