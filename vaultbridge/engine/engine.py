@@ -24,6 +24,7 @@ from typing import Any, Literal
 from vaultbridge import rotation
 from vaultbridge.engine import faults
 from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver
+from vaultbridge.engine.lanes import Lane, Timer, Timers
 from vaultbridge.engine.ports import (
     CephStore,
     CephxStore,
@@ -96,19 +97,21 @@ class _Journal:
     first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order.
     """
 
-    def __init__(self, defer: float = 0.25) -> None:
-        self.status_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vb-journal")
-        self.side_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vb-bookkeeping")
+    def __init__(self, pool: ThreadPoolExecutor, timers: Timers, defer: float = 0.25) -> None:
+        self.status_lane = Lane(pool)
+        self.side_lane = Lane(pool)
+        self.timers = timers
         self.pending: list[Future[Any]] = []
+        self.side_pending: list[Future[Any]] = []
         self.failed: BaseException | None = None
         self.defer = defer
         self.lock = threading.Lock()
         self.deferred: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
-        self.timer: threading.Timer | None = None
+        self.timer: Timer | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Bookkeeping that need not wait for the status writes (nor they for it)."""
-        self.pending.append(self.side_pool.submit(fn, *args, **kwargs))
+        self.side_pending.append(self.side_lane.submit(functools.partial(fn, *args, **kwargs)))
 
     def submit_status(self, fn: Callable[..., Any], *args: Any, claim: bool, **kwargs: Any) -> None:
         with self.lock:
@@ -117,9 +120,7 @@ class _Journal:
                 return
             self.deferred = (fn, args, kwargs)
             if self.timer is None:
-                self.timer = threading.Timer(self.defer, self.flush)
-                self.timer.daemon = True
-                self.timer.start()
+                self.timer = self.timers.call_later(self.defer, self.flush)
 
     def flush(self) -> None:
         with self.lock:
@@ -132,7 +133,8 @@ class _Journal:
                 self._send(fn, args, kwargs)
 
     def _send(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.pending.append(self.status_pool.submit(self._unless_failed, fn, *args, **kwargs))
+        call = functools.partial(self._unless_failed, fn, *args, **kwargs)
+        self.pending.append(self.status_lane.submit(call))
 
     def _unless_failed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.failed is not None:  # nothing after a failed write (a lost claim) may land
@@ -143,10 +145,14 @@ class _Journal:
             self.failed = exc
             raise
 
-    def barrier(self) -> None:
+    def barrier(self, *, bookkeeping: bool = True) -> None:
+        """Wait for the status writes, and with ``bookkeeping`` for the other writes too."""
         self.flush()
         with self.lock:
             pending, self.pending = self.pending, []
+            if bookkeeping:
+                pending += self.side_pending
+                self.side_pending = []
         for future in pending:
             future.result()
 
@@ -154,16 +160,12 @@ class _Journal:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        try:
-            if exc_info[0] is None:
-                self.barrier()
-            else:  # already failing: write what is queued, keep the original error
-                self.flush()
-                for future in list(self.pending):
-                    future.exception()
-        finally:
-            self.status_pool.shutdown(wait=True)
-            self.side_pool.shutdown(wait=True)
+        if exc_info[0] is None:
+            self.barrier()
+        else:  # already failing: write what is queued, keep the original error
+            self.flush()
+            for future in [*self.pending, *self.side_pending]:
+                future.exception()
 
 
 @dataclass
@@ -212,6 +214,11 @@ class Engine:
         self._local = threading.local()
         self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vaultbridge-read")
         self.cephx = cephx
+        self._bookkeeping = ThreadPoolExecutor(max_workers=32, thread_name_prefix="vb-journal")
+        self._timers = Timers()
+        # the spec each credential had when last loaded: its Vault and Secret reads start
+        # while the CR itself is being read (used only if the loaded spec names the same)
+        self._known_specs: dict[CredentialRef, CredentialSpec] = {}
 
     # -- Secret reads, cached for the length of one rotation -------------------------------------
 
@@ -220,13 +227,16 @@ class Engine:
         """One rotation reads each Secret once; writes and deletes keep the cache true."""
         outer = getattr(self._local, "secrets", None)
         outer_vault = getattr(self._local, "vault", None)
+        outer_latest = getattr(self._local, "vault_latest", None)
         self._local.secrets = {} if outer is None else outer
         self._local.vault = {} if outer_vault is None else outer_vault
+        self._local.vault_latest = {} if outer_latest is None else outer_latest
         try:
             yield
         finally:
             self._local.secrets = outer
             self._local.vault = outer_vault
+            self._local.vault_latest = outer_latest
 
     def _read_secret(self, namespace: str, name: str) -> StoredSecret | None:
         cache: dict[tuple[str, str], Future[StoredSecret | None]] | None = getattr(
@@ -248,6 +258,28 @@ class Engine:
         cache = getattr(self._local, "secrets", None)
         if cache is not None and (namespace, name) not in cache:
             cache[(namespace, name)] = self._prefetch.submit(self.secrets.read, namespace, name)
+
+    def _load(self, ref: CredentialRef, *, read_vault: bool) -> CredentialObject:
+        """Read the CR; meanwhile read what its last known spec names (Secret, latest Vault
+        version): a rotation needs them next, and they do not depend on the CR's status."""
+        known = self._known_specs.get(ref)
+        if known is not None:
+            self._prefetch_secret(ref.namespace, known.secret.name)
+            cache = getattr(self._local, "vault_latest", None)
+            if (
+                read_vault
+                and known.source is not None
+                and self.vault is not None
+                and not (known.generate or cache is None)
+            ):
+                key = (known.source.mount, known.source.path)
+                if key not in cache:
+                    cache[key] = self._prefetch.submit(self.vault.read_latest, *key)
+        credential = self.credentials.load(ref)
+        if len(self._known_specs) > 100_000:
+            self._known_specs.clear()
+        self._known_specs[ref] = credential.spec
+        return credential
 
     def _wrote_secret(self, namespace: str, name: str) -> None:
         cache = getattr(self._local, "secrets", None)
@@ -297,7 +329,11 @@ class Engine:
 
     def reconcile(self, ref: CredentialRef) -> Outcome:
         """What the controller calls: finish an interrupted rotation, else sync if needed."""
-        credential = self.credentials.load(ref)
+        with self._secret_cache():
+            return self._reconcile(ref)
+
+    def _reconcile(self, ref: CredentialRef) -> Outcome:
+        credential = self._load(ref, read_vault=True)
         if credential.status.rotation is not None:
             return self._with_retirements(self.resume(credential), credential.spec)
         if credential.spec.suspend:
@@ -366,13 +402,16 @@ class Engine:
         dry_run: bool,
         credential: CredentialObject | None = None,
     ) -> Outcome:
-        credential = credential or self.credentials.load(ref)
+        if credential is None:
+            sync = generate is False and to_version is None and not dry_run
+            credential = self._load(ref, read_vault=sync)
         spec = credential.spec
         self._prefetch_secret(ref.namespace, spec.secret.name)  # overlaps the Vault reads
         if credential.status.rotation is not None and not dry_run:
             outcome = self.resume(credential)
-            if not outcome.ok:
-                return outcome
+            if not outcome.ok and outcome.result != "rolled-back":
+                return outcome  # still cannot finish it: Ceph may hold either version
+            # finished, or rolled back to the pre-image: this request starts afresh
             credential = self.credentials.load(ref)
         if generate is None:
             generate = spec.generate
@@ -427,7 +466,7 @@ class Engine:
         retry_after: timedelta | None = None
         claim: str | None = credential.resource_version or None
         try:
-            with _Journal() as journal:
+            with _Journal(self._bookkeeping, self._timers) as journal:
                 job.journal = journal
                 while True:
                     status, effects = rotation.step(status, event, self._context(credential))
@@ -451,7 +490,11 @@ class Engine:
                             retry_after = effect.delay
                         elif isinstance(effect, rotation.Run):
                             if effect.action not in OVERLAPPING_ACTIONS:
-                                journal.barrier()  # durable before a side effect
+                                # durable before a side effect; Vault's pending label is
+                                # informational and may land while Ceph is written
+                                journal.barrier(
+                                    bookkeeping=effect.action is not rotation.Action.APPLY
+                                )
                             next_event = self._run(job, effect)
                     if next_event is None:
                         break
@@ -526,20 +569,10 @@ class Engine:
                 if job.journal is not None:
                     job.journal.barrier()  # our claim stands before we write a pre-image
                 self._write_stash(job, stash_name, current)
-        if spec.source is not None and self.vault is not None:
-            # the pending label is informational: written alongside, durable before Apply
-            label = functools.partial(
-                self.vault.set_labels,
-                spec.source.mount,
-                spec.source.path,
-                current=job.current_before,
-                previous=job.previous_before,
-                pending=job.version,
-            )
-            if job.journal is not None:
-                job.journal.submit(label)
-            else:
-                label()
+        # the pending label is informational: written alongside Apply, best effort
+        self._move_labels(
+            job, current=job.current_before, previous=job.previous_before, pending=job.version
+        )
 
     def _write_stash(self, job: _Job, name: str, current: Mapping[str, Sensitive | None]) -> None:
         present = {key: value for key, value in current.items() if value is not None}
@@ -579,35 +612,40 @@ class Engine:
             known=self._read_secret(job.credential.ref.namespace, spec.secret.name),
         )
         self._wrote_secret(job.credential.ref.namespace, spec.secret.name)
-        if spec.source is not None and self.vault is not None:
-            previous = (
-                job.current_before if job.current_before != job.version else job.previous_before
-            )
-            vault, source = self.vault, spec.source
-
-            def move_labels() -> None:
-                try:
-                    vault.set_labels(
-                        source.mount,
-                        source.path,
-                        current=job.version,
-                        previous=previous,
-                        pending=None,
-                    )
-                except BackendError as exc:  # the Secret is the point of no return
-                    self.events.emit(
-                        job.credential,
-                        "Warning",
-                        "VaultLabelsStale",
-                        f"promoted, but the Vault staging labels were not moved: {exc}",
-                    )
-
-            # bookkeeping after the point of no return: done alongside the final status write
-            if job.journal is not None:
-                job.journal.submit(move_labels)
-            else:
-                move_labels()
+        previous = job.current_before if job.current_before != job.version else job.previous_before
+        # bookkeeping after the point of no return: done alongside the final status write
+        self._move_labels(job, current=job.version, previous=previous, pending=None)
         self._drop_stash(job)
+
+    def _move_labels(
+        self, job: _Job, *, current: int | None, previous: int | None, pending: int | None
+    ) -> None:
+        """Set Vault's staging labels beside the rotation (in order with each other); a
+        failure is reported as an Event, not raised: the labels are informational."""
+        source, vault = job.spec.source, self.vault
+        if source is None or vault is None:
+            return
+
+        def move() -> None:
+            try:
+                vault.set_labels(
+                    source.mount, source.path, current=current, previous=previous, pending=pending
+                )
+            except BackendError as exc:
+                log.warning(
+                    "%s: the Vault staging labels were not moved: %s", job.credential.ref, exc
+                )
+                self.events.emit(
+                    job.credential,
+                    "Warning",
+                    "VaultLabelsStale",
+                    f"the Vault staging labels were not moved: {exc}",
+                )
+
+        if job.journal is not None:
+            job.journal.submit(move)
+        else:
+            move()
 
     def _restore(self, job: _Job) -> None:
         spec = job.spec
@@ -683,7 +721,13 @@ class Engine:
         if generate:
             return self._generate(credential)
         # one request for the number and the data; the job reads the data from the cache
-        version, data = vault.read_latest(spec.source.mount, spec.source.path)
+        latest: dict[tuple[str, str], Future[tuple[int, Mapping[str, Sensitive]]]]
+        latest = getattr(self._local, "vault_latest", None) or {}
+        read = latest.pop((spec.source.mount, spec.source.path), None)
+        if read is not None:
+            version, data = read.result()  # started while the CR was read
+        else:
+            version, data = vault.read_latest(spec.source.mount, spec.source.path)
         cache = getattr(self._local, "vault", None)
         if cache is not None:
             cache[(spec.source.mount, spec.source.path, version)] = data
