@@ -82,8 +82,11 @@ def test_rotation_end_to_end(
         "vaultbridge-previous": str(v1),
     }
     app.engine.events.flush()  # Events are recorded in the background
-    reasons = [e["reason"] for e in events_for(api, ns, "cred")]
-    assert "Promoted" in reasons and "RotationStarted" in reasons
+    events = events_for(api, ns, "cred")
+    # a quick rotation reports its steps in one Event (a slow one sends each as it happens)
+    promoted = [e for e in events if e["reason"] == "Promoted" and f"version {v2}" in e["note"]]
+    assert len(promoted) == 1, events
+    assert "(steps: RotationStarted → Applied → Verified → Promoted)" in promoted[0]["note"]
     # a second sync finds everything in step and changes nothing
     again = app.engine.sync(ref)
     assert again.result == "unchanged"
@@ -338,6 +341,35 @@ def test_deleting_the_cr_garbage_collects_the_secret(
         lambda: read_secret(api, ns, "cred") is None,
         "Secret garbage-collected after the CR was deleted",
     )
+
+
+def test_a_slow_step_gets_its_own_event(
+    testenv: Environment,
+    api: k8s.ApiClient,
+    ns: str,
+    app: application.App,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, who = unique("ceph/slow"), f"client.rgw.{unique('slow')}"
+    vault_put(testenv, path, {"value": "one"})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.sync(ref).result == "promoted"
+    v2 = vault_put(testenv, path, {"value": "two"})
+    monkeypatch.setenv("VAULTBRIDGE_FAULT", "pause-after:Apply")
+    assert app.engine.sync(ref).result == "promoted"
+    app.engine.events.flush()
+    notes = {e["note"] for e in events_for(api, ns, "cred")}
+    # held back while the mon was slow: the start went out alone, the rest together at the end
+    assert any(
+        n.startswith("started rotation") and f"version {v2}" in n and "steps" not in n
+        for n in notes
+    ), notes
+    assert any(
+        n.startswith(f"version {v2} promoted")
+        and n.endswith("(steps: Applied → Verified → Promoted)")
+        for n in notes
+    ), notes
 
 
 def test_mons_down_rolls_back_cleanly(testenv: Environment, api: k8s.ApiClient, ns: str) -> None:

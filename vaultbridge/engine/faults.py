@@ -2,7 +2,8 @@
 
 ``VAULTBRIDGE_FAULT=hang-after:Apply`` blocks the process forever right after the Apply action
 succeeded (a test then ``kill -9``s it); ``crash-after:Verify`` SIGKILLs the process itself at
-that point. Unset in production: the check is one dictionary lookup per action.
+that point; ``pause-after:Apply`` sleeps one second there (a slow mon, as a test sees it).
+Unset in production: the check is one dictionary lookup per action.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 VARIABLE = "VAULTBRIDGE_FAULT"
 
@@ -28,3 +30,5 @@ def after(action: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if mode == "hang-after":
         threading.Event().wait()
+    if mode == "pause-after":
+        time.sleep(1.0)
