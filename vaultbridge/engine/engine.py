@@ -260,9 +260,11 @@ class Engine:
         self.jitter = jitter
         self.observer = observer
         self._local = threading.local()
-        self._prefetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vaultbridge-read")
+        # sized for the controller's largest worker count (64): two reads and two journal
+        # lanes per rotation in flight; threads are only started when there is work for them
+        self._prefetch = ThreadPoolExecutor(max_workers=128, thread_name_prefix="vaultbridge-read")
         self.cephx = cephx
-        self._bookkeeping = ThreadPoolExecutor(max_workers=32, thread_name_prefix="vb-journal")
+        self._bookkeeping = ThreadPoolExecutor(max_workers=128, thread_name_prefix="vb-journal")
         self._timers = Timers()
         # the spec each credential had when last loaded: its Vault and Secret reads start
         # while the CR itself is being read (used only if the loaded spec names the same)
