@@ -331,7 +331,7 @@ def test_existing_entity_is_adopted_without_changing_ceph(
     assert outcome.result == "promoted" and outcome.version == 1, outcome.message
     assert (
         vault(testenv).secrets.kv.v2.read_secret_version(
-            path=path, mount_point="secret", version=1
+            path=path, mount_point="secret", version=1, raise_on_deleted_version=True
         )["data"]["data"]["key"]
         == existing["key"]
     )
