@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from controller_helpers import (
     ControllerProcess,
-    api_client,
     at_version,
     ceph_config,
     config_spec,
     create_cr,
     get_cr,
-    namespace,
     unique,
     vault_put,
     wait_for,
@@ -26,17 +23,6 @@ from kubernetes import client as k8s
 from vaultbridge.testenv.env import Environment
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def api(testenv: Environment) -> k8s.ApiClient:
-    return api_client(testenv)
-
-
-@pytest.fixture
-def ns(api: k8s.ApiClient) -> Iterator[str]:
-    with namespace(api) as name:
-        yield name
 
 
 def test_leader_killed_mid_rotation_standby_takes_over(

@@ -14,7 +14,6 @@ import pytest
 from controller_helpers import (
     WEBHOOK_TOKEN,
     ControllerProcess,
-    api_client,
     at_version,
     ceph_config,
     config_spec,
@@ -22,7 +21,6 @@ from controller_helpers import (
     events_for,
     get_cr,
     http,
-    namespace,
     patch_cr,
     unique,
     vault_put,
@@ -35,17 +33,6 @@ from vaultbridge.testenv.env import Environment
 pytestmark = pytest.mark.integration
 
 CANARY = "canary-5b8e2f91-never-print-me"
-
-
-@pytest.fixture(scope="module")
-def api(testenv: Environment) -> k8s.ApiClient:
-    return api_client(testenv)
-
-
-@pytest.fixture
-def ns(api: k8s.ApiClient) -> Iterator[str]:
-    with namespace(api) as name:
-        yield name
 
 
 @pytest.fixture

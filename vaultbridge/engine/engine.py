@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from vaultbridge import rotation
 from vaultbridge.engine import faults
@@ -49,6 +49,9 @@ from vaultbridge.model.spec import (
 from vaultbridge.model.status import Status
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 VERSION_ANNOTATION = "vaultbridge.io/vault-version"
 ROTATION_ANNOTATION = "vaultbridge.io/rotation-id"
@@ -235,6 +238,31 @@ class _Job:
 Observer = Callable[[CredentialRef, str, str], None]
 
 
+@dataclass
+class _Reads:
+    """What one rotation reads once: Secrets (some started early), Vault versions, and the
+    latest Vault version when its read was started while the CR was being read."""
+
+    secrets: dict[tuple[str, str], Future[StoredSecret | None]] = field(default_factory=dict)
+    vault: dict[tuple[str, str, int], Mapping[str, Sensitive]] = field(default_factory=dict)
+    latest: dict[tuple[str, str], Future[tuple[int, Mapping[str, Sensitive]]]] = field(
+        default_factory=dict
+    )
+
+
+def _within_read_cache(
+    method: Callable[Concatenate[Engine, _P], _R],
+) -> Callable[Concatenate[Engine, _P], _R]:
+    """Run an entry point of the engine inside one per-rotation read cache."""
+
+    @functools.wraps(method)
+    def within(engine: Engine, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with engine._read_cache():
+            return method(engine, *args, **kwargs)
+
+    return within
+
+
 class Engine:
     """Rotates credentials: Vault (or the Secret) -> Ceph -> verify -> Secret + Vault labels."""
 
@@ -273,27 +301,26 @@ class Engine:
     # -- Secret reads, cached for the length of one rotation -------------------------------------
 
     @contextmanager
-    def _secret_cache(self) -> Iterator[None]:
-        """One rotation reads each Secret once; writes and deletes keep the cache true."""
-        outer = getattr(self._local, "secrets", None)
-        outer_vault = getattr(self._local, "vault", None)
-        outer_latest = getattr(self._local, "vault_latest", None)
-        self._local.secrets = {} if outer is None else outer
-        self._local.vault = {} if outer_vault is None else outer_vault
-        self._local.vault_latest = {} if outer_latest is None else outer_latest
+    def _read_cache(self) -> Iterator[None]:
+        """One rotation reads each thing once (a nested call shares the outer cache)."""
+        if self._reads() is not None:
+            yield
+            return
+        self._local.reads = _Reads()
         try:
             yield
         finally:
-            self._local.secrets = outer
-            self._local.vault = outer_vault
-            self._local.vault_latest = outer_latest
+            self._local.reads = None
+
+    def _reads(self) -> _Reads | None:
+        reads: _Reads | None = getattr(self._local, "reads", None)
+        return reads
 
     def _read_secret(self, namespace: str, name: str) -> StoredSecret | None:
-        cache: dict[tuple[str, str], Future[StoredSecret | None]] | None = getattr(
-            self._local, "secrets", None
-        )
-        if cache is None:
+        reads = self._reads()
+        if reads is None:
             return self.secrets.read(namespace, name)
+        cache = reads.secrets
         if (namespace, name) not in cache:
             done: Future[StoredSecret | None] = Future()
             try:
@@ -305,9 +332,10 @@ class Engine:
 
     def _prefetch_secret(self, namespace: str, name: str) -> None:
         """Start reading a Secret the rotation will need while other reads are under way."""
-        cache = getattr(self._local, "secrets", None)
-        if cache is not None and (namespace, name) not in cache:
-            cache[(namespace, name)] = self._prefetch.submit(self.secrets.read, namespace, name)
+        reads = self._reads()
+        if reads is not None and (namespace, name) not in reads.secrets:
+            future = self._prefetch.submit(self.secrets.read, namespace, name)
+            reads.secrets[(namespace, name)] = future
 
     def _load(self, ref: CredentialRef, *, read_vault: bool) -> CredentialObject:
         """Read the CR; meanwhile read what its last known spec names (Secret, latest Vault
@@ -315,16 +343,12 @@ class Engine:
         known = self._known_specs.get(ref)
         if known is not None:
             self._prefetch_secret(ref.namespace, known.secret.name)
-            cache = getattr(self._local, "vault_latest", None)
-            if (
-                read_vault
-                and known.source is not None
-                and self.vault is not None
-                and not (known.generate or cache is None)
-            ):
-                key = (known.source.mount, known.source.path)
-                if key not in cache:
-                    cache[key] = self._prefetch.submit(self.vault.read_latest, *key)
+            reads = self._reads()
+            source, vault = known.source, self.vault
+            if read_vault and source and vault and reads and not known.generate:
+                key = (source.mount, source.path)
+                if key not in reads.latest:
+                    reads.latest[key] = self._prefetch.submit(vault.read_latest, *key)
         credential = self.credentials.load(ref)
         if len(self._known_specs) > 100_000:
             self._known_specs.clear()
@@ -332,9 +356,9 @@ class Engine:
         return credential
 
     def _wrote_secret(self, namespace: str, name: str) -> None:
-        cache = getattr(self._local, "secrets", None)
-        if cache is not None:
-            cache.pop((namespace, name), None)
+        reads = self._reads()
+        if reads is not None:
+            reads.secrets.pop((namespace, name), None)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -377,12 +401,9 @@ class Engine:
             )
         return self._rotate(ref, generate=False, to_version=target, dry_run=False)
 
+    @_within_read_cache
     def reconcile(self, ref: CredentialRef) -> Outcome:
         """What the controller calls: finish an interrupted rotation, else sync if needed."""
-        with self._secret_cache():
-            return self._reconcile(ref)
-
-    def _reconcile(self, ref: CredentialRef) -> Outcome:
         credential = self._load(ref, read_vault=True)
         if credential.status.rotation is not None:
             return self._with_retirements(self.resume(credential), credential.spec)
@@ -395,12 +416,9 @@ class Engine:
             credential.spec,
         )
 
+    @_within_read_cache
     def resume(self, credential: CredentialObject) -> Outcome:
         """Continue the journaled rotation of ``credential`` after a restart."""
-        with self._secret_cache():
-            return self._resume(credential)
-
-    def _resume(self, credential: CredentialObject) -> Outcome:
         journal = credential.status.rotation
         assert journal is not None
         try:
@@ -425,25 +443,8 @@ class Engine:
 
     # -- the rotation ---------------------------------------------------------------------------
 
+    @_within_read_cache
     def _rotate(
-        self,
-        ref: CredentialRef,
-        *,
-        generate: bool | None,
-        to_version: int | None,
-        dry_run: bool,
-        credential: CredentialObject | None = None,
-    ) -> Outcome:
-        with self._secret_cache():
-            return self._rotate_once(
-                ref,
-                generate=generate,
-                to_version=to_version,
-                dry_run=dry_run,
-                credential=credential,
-            )
-
-    def _rotate_once(
         self,
         ref: CredentialRef,
         *,
@@ -776,16 +777,14 @@ class Engine:
         if generate:
             return self._generate(credential)
         # one request for the number and the data; the job reads the data from the cache
-        latest: dict[tuple[str, str], Future[tuple[int, Mapping[str, Sensitive]]]]
-        latest = getattr(self._local, "vault_latest", None) or {}
-        read = latest.pop((spec.source.mount, spec.source.path), None)
-        if read is not None:
-            version, data = read.result()  # started while the CR was read
+        reads = self._reads()
+        started = reads.latest.pop((spec.source.mount, spec.source.path), None) if reads else None
+        if started is not None:
+            version, data = started.result()  # started while the CR was read
         else:
             version, data = vault.read_latest(spec.source.mount, spec.source.path)
-        cache = getattr(self._local, "vault", None)
-        if cache is not None:
-            cache[(spec.source.mount, spec.source.path, version)] = data
+        if reads is not None:
+            reads.vault[(spec.source.mount, spec.source.path, version)] = data
         return version
 
     def _generate(self, credential: CredentialObject) -> int:
@@ -828,8 +827,10 @@ class Engine:
             if isinstance(driver, CephxDriver):
                 driver.check_secret_data(data, where)
         else:
-            cache = getattr(self._local, "vault", None) or {}
-            source = cache.get((spec.source.mount, spec.source.path, version))
+            reads = self._reads()
+            source = (
+                reads.vault.get((spec.source.mount, spec.source.path, version)) if reads else None
+            )
             if source is None:
                 source = self._vault().read(spec.source.mount, spec.source.path, version)
             where = f"Vault {spec.source.mount}/{spec.source.path} version {version}"
