@@ -100,8 +100,10 @@ class OwnedSecret:
         return self.annotations.get(ROTATION_ANNOTATION)
 
 
-def _path(namespace: str, name: str | None = None) -> str:
-    collection = f"/api/v1/namespaces/{quote(namespace)}/secrets"
+def secret_path(namespace: str | None, name: str | None = None) -> str:
+    """The URL path of a Secret, or of the Secrets of ``namespace`` (None: all namespaces)."""
+    scope = "" if namespace is None else f"/namespaces/{quote(namespace)}"
+    collection = f"/api/v1{scope}/secrets"
     return collection if name is None else f"{collection}/{quote(name)}"
 
 
@@ -120,7 +122,7 @@ class SecretSink:
     def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
         op = Operation("get", "secrets", namespace, name)
         try:
-            return self.kube.request(op, "GET", _path(namespace, name))
+            return self.kube.request(op, "GET", secret_path(namespace, name))
         except KubeNotFound:
             return None
 
@@ -166,7 +168,9 @@ class SecretSink:
                 body["metadata"]["annotations"].update(extra_annotations or {})
                 op = Operation("create", "secrets", namespace, name)
                 try:
-                    result = self.kube.request(op, "POST", _path(namespace), body, secrets=secrets)
+                    result = self.kube.request(
+                        op, "POST", secret_path(namespace), body, secrets=secrets
+                    )
                 except KubeConflict:  # created meanwhile: read it and decide again
                     self._pause(attempt)
                     continue
@@ -185,7 +189,7 @@ class SecretSink:
                 op = Operation("update", "secrets", namespace, name)
                 try:
                     result = self.kube.request(
-                        op, "PUT", _path(namespace, name), body, secrets=secrets_all
+                        op, "PUT", secret_path(namespace, name), body, secrets=secrets_all
                     )
                 except KubeNotFound:
                     if not from_known:
@@ -224,7 +228,7 @@ class SecretSink:
         """Delete Secret ``namespace/name``; already gone is fine."""
         op = Operation("delete", "secrets", namespace, name)
         try:
-            self.kube.request(op, "DELETE", _path(namespace, name))
+            self.kube.request(op, "DELETE", secret_path(namespace, name))
         except KubeNotFound:
             return
 

@@ -13,14 +13,13 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 from vaultbridge.kube.client import KubeClient
 from vaultbridge.kube.crd import ListSnapshot, _merge, _scopes, stream_events
 from vaultbridge.kube.errors import (
     Operation,
 )
-from vaultbridge.kube.secrets import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from vaultbridge.kube.secrets import MANAGED_BY_LABEL, MANAGED_BY_VALUE, secret_path
 
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 _KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
@@ -37,12 +36,6 @@ def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "metadata": kept}
 
 
-def _collection(namespace: str | None) -> str:
-    return (
-        "/api/v1/secrets" if namespace is None else f"/api/v1/namespaces/{quote(namespace)}/secrets"
-    )
-
-
 class ManagedSecretWatch:
     """Secrets labelled as managed by vaultbridge, as metadata-only dicts."""
 
@@ -55,7 +48,7 @@ class ManagedSecretWatch:
         for namespace in _scopes(namespaces):
             op = Operation("list", "secrets", namespace)
             result = self.kube.request(
-                op, "GET", _collection(namespace), query={"labelSelector": SELECTOR}
+                op, "GET", secret_path(namespace), query={"labelSelector": SELECTOR}
             )
             items += [_metadata_only(item) for item in result.get("items", [])]
             versions[namespace] = str(result.get("metadata", {}).get("resourceVersion", ""))
@@ -88,7 +81,7 @@ class ManagedSecretWatch:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from stream_events(
             self.kube,
-            _collection(namespace),
+            secret_path(namespace),
             {"labelSelector": SELECTOR},
             "secrets",
             namespace,
