@@ -7,6 +7,8 @@ import json
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -42,7 +44,11 @@ def secret_value(api: k8s.ApiClient, ns: str, name: str = "cred", key: str = "va
 
 
 def test_rotation_end_to_end(
-    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+    testenv: Environment,
+    api: k8s.ApiClient,
+    ns: str,
+    app: application.App,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path, who = unique("ceph/rgw"), f"client.rgw.{unique('e2e')}"
     v1 = vault_put(testenv, path, {"value": "first-secret"})
@@ -81,6 +87,27 @@ def test_rotation_end_to_end(
         "vaultbridge-current": str(v2),
         "vaultbridge-previous": str(v1),
     }
+    # a quick rotation moves Vault's labels once, at Promote (no pending label in between)
+    label_moves: list[int | None] = []
+    vault_store = app.engine.vault
+    assert vault_store is not None
+    set_labels = vault_store.set_labels
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        label_moves.append(kwargs["pending"])
+        set_labels(*args, **kwargs)
+
+    monkeypatch.setattr(vault_store, "set_labels", counted)
+    v3 = vault_put(testenv, path, {"value": "third-secret"})
+    began = time.monotonic()
+    assert app.engine.sync(ref).result == "promoted"
+    if time.monotonic() - began < 0.25:  # quicker than the deferral (a loaded machine may not be)
+        assert label_moves == [None]
+    assert label_moves[-1] is None
+    assert vault_labels(testenv, path) == {
+        "vaultbridge-current": str(v3),
+        "vaultbridge-previous": str(v2),
+    }
     app.engine.events.flush()  # Events are recorded in the background
     events = events_for(api, ns, "cred")
     # a quick rotation reports its steps in one Event (a slow one sends each as it happens)
@@ -90,7 +117,7 @@ def test_rotation_end_to_end(
     # a second sync finds everything in step and changes nothing
     again = app.engine.sync(ref)
     assert again.result == "unchanged"
-    assert get_cr(api, ns, "cred")["status"]["history"][0]["version"] == v2
+    assert get_cr(api, ns, "cred")["status"]["history"][0]["version"] == v3
     # no pre-image Secret is left behind
     assert read_secret(api, ns, "cred-vaultbridge-preimage") is None
 
@@ -357,7 +384,18 @@ def test_a_slow_step_gets_its_own_event(
     assert app.engine.sync(ref).result == "promoted"
     v2 = vault_put(testenv, path, {"value": "two"})
     monkeypatch.setenv("VAULTBRIDGE_FAULT", "pause-after:Apply")
-    assert app.engine.sync(ref).result == "promoted"
+    with ThreadPoolExecutor(1) as pool:
+        rotation = pool.submit(app.engine.sync, ref)
+        # a rotation still under way after the status deferral shows its pending version
+        deadline = time.monotonic() + 5
+        while vault_labels(testenv, path).get("vaultbridge-pending") != str(v2):
+            assert time.monotonic() < deadline and not rotation.done(), vault_labels(testenv, path)
+            time.sleep(0.02)
+        assert rotation.result().result == "promoted"
+    assert vault_labels(testenv, path) == {
+        "vaultbridge-current": str(v2),
+        "vaultbridge-previous": "1",
+    }
     app.engine.events.flush()
     notes = {e["note"] for e in events_for(api, ns, "cred")}
     # held back while the mon was slow: the start went out alone, the rest together at the end

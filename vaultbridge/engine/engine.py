@@ -97,7 +97,10 @@ class _Journal:
     quickly writes its final status only, one that hangs shows its progress. ``barrier()``
     sends what is deferred and waits until everything is written, re-raising the first
     failure; the engine calls it before every action whose journal step must be durable
-    first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order.
+    first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order;
+    bookkeeping submitted ``later`` (the pending label) waits like a status write, and is
+    dropped if the rotation's next bookkeeping comes first: a quick rotation moves Vault's
+    labels once, a slow one shows its pending version.
 
     Events follow the status: a step's Normal Event waits as long as its status write may, and
     the steps that pass meanwhile are reported together in one Event (``Promoted: version 7
@@ -116,6 +119,7 @@ class _Journal:
         self.defer = defer
         self.lock = threading.Lock()
         self.deferred: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
+        self.deferred_side: Callable[[], Any] | None = None
         self.timer: Timer | None = None
         self.held_events: list[tuple[str, str]] = []
         self.send_event: Callable[[Literal["Normal", "Warning"], str, str], None] | None = None
@@ -154,11 +158,33 @@ class _Journal:
         self.flush()
         with self.lock:
             self.timer = None
+            if self.deferred_side is not None:
+                self.side_pending.append(self.side_lane.submit(self.deferred_side))
+                self.deferred_side = None
             self._send_events()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Bookkeeping that need not wait for the status writes (nor they for it)."""
-        self.side_pending.append(self.side_lane.submit(functools.partial(fn, *args, **kwargs)))
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, later: bool = False, **kwargs: Any
+    ) -> None:
+        """Bookkeeping that need not wait for the status writes (nor they for it); ``later``:
+        only if the rotation is still under way when its deferred status goes out."""
+        call = functools.partial(fn, *args, **kwargs)
+        with self.lock:
+            if later:
+                self.deferred_side = call
+                self._arm()
+                return
+            self.deferred_side = None  # superseded
+            self.side_pending.append(self.side_lane.submit(call))
+
+    def drain_side(self) -> None:
+        """Drop bookkeeping still held back and wait for what was sent (failures are the
+        bookkeeping's own to report)."""
+        with self.lock:
+            self.deferred_side = None
+            pending, self.side_pending = self.side_pending, []
+        for future in pending:
+            future.exception()
 
     def submit_status(self, fn: Callable[..., Any], *args: Any, claim: bool, **kwargs: Any) -> None:
         with self.lock:
@@ -213,6 +239,7 @@ class _Journal:
                     future.exception()
         finally:
             with self.lock:
+                self.deferred_side = None  # the rotation is over: its pending label is moot
                 if self.timer is not None:
                     self.timer.cancel()
                     self.timer = None
@@ -625,9 +652,14 @@ class Engine:
                 if job.journal is not None:
                     job.journal.barrier()  # our claim stands before we write a pre-image
                 self._write_stash(job, stash_name, current)
-        # the pending label is informational: written alongside Apply, best effort
+        # the pending label is informational: best effort, and only for a rotation still under
+        # way when its status is next written (a quick one moves the labels once, at Promote)
         self._move_labels(
-            job, current=job.current_before, previous=job.previous_before, pending=job.version
+            job,
+            current=job.current_before,
+            previous=job.previous_before,
+            pending=job.version,
+            later=True,
         )
 
     def _write_stash(self, job: _Job, name: str, current: Mapping[str, Sensitive | None]) -> None:
@@ -674,7 +706,13 @@ class Engine:
         self._drop_stash(job)
 
     def _move_labels(
-        self, job: _Job, *, current: int | None, previous: int | None, pending: int | None
+        self,
+        job: _Job,
+        *,
+        current: int | None,
+        previous: int | None,
+        pending: int | None,
+        later: bool = False,
     ) -> None:
         """Set Vault's staging labels beside the rotation (in order with each other); a
         failure is reported as an Event, not raised: the labels are informational."""
@@ -699,7 +737,7 @@ class Engine:
                 )
 
         if job.journal is not None:
-            job.journal.submit(move)
+            job.journal.submit(move, later=later)
         else:
             move()
 
@@ -722,6 +760,8 @@ class Engine:
                 for slot, key in job.driver.slots().items()
             }
         job.driver.restore(preimage)
+        if job.journal is not None:
+            job.journal.drain_side()  # a pending label under way lands before it is cleared
         if spec.source is not None and self.vault is not None:
             try:
                 self.vault.set_labels(
