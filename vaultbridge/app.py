@@ -65,11 +65,11 @@ class KubeCredentials:
 
     def save_status(
         self, credential: CredentialObject, status: Status, *, expect_version: str | None = None
-    ) -> None:
+    ) -> CredentialObject | None:
         body = status.to_dict()
         body["targetDescription"] = describe_target(credential.spec)
         try:
-            self.crs.patch_status(
+            written = self.crs.patch_status(
                 credential.ref.namespace, credential.ref.name, body, expect_version
             )
         except KubeConflict as exc:
@@ -77,6 +77,10 @@ class KubeCredentials:
                 f"{credential.ref} changed since it was read (another vaultbridge is rotating "
                 "it, or it was edited); nothing was changed"
             ) from exc
+        try:
+            return credential_from(written)
+        except (KeyError, TypeError, ValueError, PreconditionError):
+            return None
 
 
 def credential_from(raw: Mapping[str, Any]) -> CredentialObject:

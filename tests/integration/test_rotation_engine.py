@@ -43,6 +43,17 @@ def secret_value(api: k8s.ApiClient, ns: str, name: str = "cred", key: str = "va
     return base64.b64decode(secret.data[key]).decode()
 
 
+def new_credential(
+    testenv: Environment, api: k8s.ApiClient, ns: str, label: str, value: str
+) -> tuple[str, str]:
+    """A Vault path holding ``value`` and a config CredentialRotation ``cred`` that sends it to
+    a fresh section: returns the path and the section."""
+    path, who = unique(f"ceph/{label}"), f"client.rgw.{unique(label)}"
+    vault_put(testenv, path, {"value": value})
+    create_cr(api, ns, "cred", config_spec(path, who))
+    return path, who
+
+
 def test_rotation_end_to_end(
     testenv: Environment,
     api: k8s.ApiClient,
@@ -323,9 +334,7 @@ def test_refuses_unowned_secret_unless_adopt(
 
 
 def test_dry_run_changes_nothing(testenv: Environment, api: k8s.ApiClient, ns: str) -> None:
-    path, who = unique("ceph/dry"), f"client.rgw.{unique('dry')}"
-    vault_put(testenv, path, {"value": "dry"})
-    create_cr(api, ns, "cred", config_spec(path, who))
+    path, who = new_credential(testenv, api, ns, "dry", "dry")
     done = run_cli(testenv, "sync", f"{ns}/cred", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "plan is valid" in done.stdout and "apply version 1" in done.stdout
@@ -356,9 +365,7 @@ def test_dry_run_changes_nothing(testenv: Environment, api: k8s.ApiClient, ns: s
 def test_deleting_the_cr_garbage_collects_the_secret(
     testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
 ) -> None:
-    path, who = unique("ceph/gc"), f"client.rgw.{unique('gc')}"
-    vault_put(testenv, path, {"value": "gc"})
-    create_cr(api, ns, "cred", config_spec(path, who))
+    new_credential(testenv, api, ns, "gc", "gc")
     assert app.engine.sync(CredentialRef(ns, "cred")).result == "promoted"
     assert read_secret(api, ns, "cred") is not None
     k8s.CustomObjectsApi(api).delete_namespaced_custom_object(
@@ -377,9 +384,7 @@ def test_a_slow_step_gets_its_own_event(
     app: application.App,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path, who = unique("ceph/slow"), f"client.rgw.{unique('slow')}"
-    vault_put(testenv, path, {"value": "one"})
-    create_cr(api, ns, "cred", config_spec(path, who))
+    path, _ = new_credential(testenv, api, ns, "slow", "one")
     ref = CredentialRef(ns, "cred")
     assert app.engine.sync(ref).result == "promoted"
     v2 = vault_put(testenv, path, {"value": "two"})
@@ -411,9 +416,7 @@ def test_a_slow_step_gets_its_own_event(
 
 
 def test_mons_down_rolls_back_cleanly(testenv: Environment, api: k8s.ApiClient, ns: str) -> None:
-    path, who = unique("ceph/down"), f"client.rgw.{unique('down')}"
-    vault_put(testenv, path, {"value": "before"})
-    create_cr(api, ns, "cred", config_spec(path, who))
+    path, who = new_credential(testenv, api, ns, "down", "before")
     assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0
     v2 = vault_put(testenv, path, {"value": "after"})
     stopped = testenv.ceph.mon_ids[1:]
@@ -448,9 +451,7 @@ def test_mons_down_rolls_back_cleanly(testenv: Environment, api: k8s.ApiClient, 
 def test_kill_9_mid_rotation_then_restart_completes(
     testenv: Environment, api: k8s.ApiClient, ns: str, fault: str
 ) -> None:
-    path, who = unique("ceph/crash"), f"client.rgw.{unique('crash')}"
-    vault_put(testenv, path, {"value": "old-credential"})
-    create_cr(api, ns, "cred", config_spec(path, who))
+    path, who = new_credential(testenv, api, ns, "crash", "old-credential")
     assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0
     v2 = vault_put(testenv, path, {"value": "new-credential"})
     proc = subprocess.Popen(
@@ -484,9 +485,7 @@ def test_kill_9_mid_rotation_then_restart_completes(
 
 def test_canary_never_leaks(testenv: Environment, api: k8s.ApiClient, ns: str) -> None:
     canary = "CANARY-" + unique("s3cr3t")
-    path, who = unique("ceph/canary"), f"client.rgw.{unique('canary')}"
-    vault_put(testenv, path, {"value": canary})
-    create_cr(api, ns, "cred", config_spec(path, who))
+    path, who = new_credential(testenv, api, ns, "canary", canary)
     outputs = []
     for args in (
         ["sync", f"{ns}/cred", "--dry-run"],
@@ -519,9 +518,7 @@ def test_canary_never_leaks(testenv: Environment, api: k8s.ApiClient, ns: str) -
 def test_concurrent_syncs_run_one_rotation(
     testenv: Environment, api: k8s.ApiClient, ns: str
 ) -> None:
-    path, who = unique("ceph/race"), f"client.rgw.{unique('race')}"
-    vault_put(testenv, path, {"value": "race-1"})
-    create_cr(api, ns, "cred", config_spec(path, who))
+    path, who = new_credential(testenv, api, ns, "race", "race-1")
     assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0
     v2 = vault_put(testenv, path, {"value": "race-2"})
     procs = [
@@ -552,9 +549,7 @@ def test_unreachable_vault_is_one_clear_line_and_changes_nothing(
 ) -> None:
     from vaultbridge.testenv.common import free_port
 
-    path, who = unique("ceph/novault"), f"client.rgw.{unique('novault')}"
-    vault_put(testenv, path, {"value": "v1"})
-    create_cr(api, ns, "cred", config_spec(path, who))
+    _, who = new_credential(testenv, api, ns, "novault", "v1")
     done = run_cli(
         testenv, "sync", f"{ns}/cred", VAULTBRIDGE_VAULT__ADDR=f"http://127.0.0.1:{free_port()}"
     )
@@ -580,3 +575,48 @@ def test_unreachable_vault_is_one_clear_line_and_changes_nothing(
         "VAULTBRIDGE_VAULT__AUTH" in bad_settings.stderr
         and "CANARY-TOKEN-123" not in bad_settings.stderr
     )
+
+
+def test_a_sync_claims_from_the_engines_copy_and_a_stale_copy_is_read_again(
+    testenv: Environment,
+    api: k8s.ApiClient,
+    ns: str,
+    app: application.App,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, who = new_credential(testenv, api, ns, "copy", "one")
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.sync(ref).result == "promoted"
+    loads: list[CredentialRef] = []
+    load = app.engine.credentials.load
+
+    def counted(ref: CredentialRef) -> Any:
+        loads.append(ref)
+        return load(ref)
+
+    monkeypatch.setattr(app.engine.credentials, "load", counted)
+    # the engine wrote the CR last: the next rotation claims from its copy, without a read
+    v2 = vault_put(testenv, path, {"value": "two"})
+    assert app.engine.sync(ref).result == "promoted"
+    assert loads == []
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "two"
+    # another process rotates: the copy is stale, its claim is refused, a fresh read decides
+    v3 = vault_put(testenv, path, {"value": "three"})
+    assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0
+    again = app.engine.sync(ref)
+    assert (again.result, again.version) == ("unchanged", v3), again
+    assert loads == [ref]
+    # an edited spec: the claim from the stale copy is refused, the new target gets the value
+    other = f"client.rgw.{unique('copy')}"
+    cr = get_cr(api, ns, "cred")
+    cr["spec"]["target"]["config"]["who"] = other
+    k8s.CustomObjectsApi(api).replace_namespaced_custom_object(
+        "vaultbridge.io", "v1alpha1", ns, "credentialrotations", "cred", cr
+    )
+    vault_put(testenv, path, {"value": "four"})
+    assert app.engine.sync(ref).result == "promoted"
+    assert ceph_config(testenv, other, "rgw_keystone_admin_password") == "four"
+    assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "three"
+    status = get_cr(api, ns, "cred")["status"]
+    assert [h["version"] for h in status["history"]][:3] == [v3 + 1, v3, v2]
+    assert all(h["result"] == "Promoted" for h in status["history"])

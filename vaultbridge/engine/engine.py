@@ -159,8 +159,10 @@ class _Journal:
         with self.lock:
             self.timer = None
             if self.deferred_side is not None:
-                self.side_pending.append(self.side_lane.submit(self.deferred_side))
-                self.deferred_side = None
+                call, self.deferred_side = self.deferred_side, None
+                self.side_pending.append(
+                    self.side_lane.submit(functools.partial(self._once_claimed, call))
+                )
             self._send_events()
 
     def submit(
@@ -176,6 +178,15 @@ class _Journal:
                 return
             self.deferred_side = None  # superseded
             self.side_pending.append(self.side_lane.submit(call))
+
+    def _once_claimed(self, call: Callable[[], Any]) -> None:
+        """Run ``call`` after the status writes sent so far, unless one of them failed."""
+        with self.lock:
+            sent = list(self.pending)
+        for future in sent:
+            future.exception()
+        if self.failed is None:
+            call()
 
     def drain_side(self) -> None:
         """Drop bookkeeping still held back and wait for what was sent (failures are the
@@ -260,6 +271,13 @@ class _Job:
     # written one yet; a resumed one must look
     stash: Literal["absent", "written", "unknown"] = "absent"
     journal: _Journal | None = None
+    # started from the engine's copy of the CR, not a fresh read (see _rotate_from_copy)
+    from_copy: bool = False
+    claimed: bool = False
+
+
+class _StaleCopyError(Exception):
+    """The engine's copy of a CR was not current: read it and decide again."""
 
 
 Observer = Callable[[CredentialRef, str, str], None]
@@ -321,9 +339,10 @@ class Engine:
         self.cephx = cephx
         self._bookkeeping = ThreadPoolExecutor(max_workers=128, thread_name_prefix="vb-journal")
         self._timers = Timers()
-        # the spec each credential had when last loaded: its Vault and Secret reads start
-        # while the CR itself is being read (used only if the loaded spec names the same)
-        self._known_specs: dict[CredentialRef, CredentialSpec] = {}
+        # each CR as this engine last read or wrote it: a sync whose copy shows a rotation is
+        # due claims it without reading the CR first, and the reads a rotation needs start
+        # while the CR is read (used only if the loaded spec names the same)
+        self._copies: dict[CredentialRef, CredentialObject] = {}
 
     # -- Secret reads, cached for the length of one rotation -------------------------------------
 
@@ -367,7 +386,8 @@ class Engine:
     def _load(self, ref: CredentialRef, *, read_vault: bool) -> CredentialObject:
         """Read the CR; meanwhile read what its last known spec names (Secret, latest Vault
         version): a rotation needs them next, and they do not depend on the CR's status."""
-        known = self._known_specs.get(ref)
+        copy = self._copies.get(ref)
+        known = copy.spec if copy is not None else None
         if known is not None:
             self._prefetch_secret(ref.namespace, known.secret.name)
             reads = self._reads()
@@ -377,10 +397,34 @@ class Engine:
                 if key not in reads.latest:
                     reads.latest[key] = self._prefetch.submit(vault.read_latest, *key)
         credential = self.credentials.load(ref)
-        if len(self._known_specs) > 100_000:
-            self._known_specs.clear()
-        self._known_specs[ref] = credential.spec
+        self._remember(credential)
         return credential
+
+    def _remember(self, credential: CredentialObject) -> None:
+        if len(self._copies) > 100_000:
+            self._copies.clear()
+        self._copies[credential.ref] = credential
+
+    def _save(
+        self,
+        credential: CredentialObject,
+        status: Status,
+        *,
+        expect_version: str | None = None,
+        job: _Job | None = None,
+    ) -> None:
+        """Write the status; keep the object the API server returns as this engine's copy."""
+        try:
+            saved = self.credentials.save_status(credential, status, expect_version=expect_version)
+        except BaseException:
+            self._copies.pop(credential.ref, None)
+            raise
+        if job is not None:
+            job.claimed = True
+        if saved is not None:
+            self._remember(saved)
+        else:
+            self._copies.pop(credential.ref, None)
 
     def _wrote_secret(self, namespace: str, name: str) -> None:
         reads = self._reads()
@@ -431,6 +475,11 @@ class Engine:
     @_within_read_cache
     def reconcile(self, ref: CredentialRef) -> Outcome:
         """What the controller calls: finish an interrupted rotation, else sync if needed."""
+        copy = self._copies.get(ref)
+        if copy is not None and not copy.spec.suspend:
+            outcome = self._rotate_from_copy(copy)
+            if outcome is not None:
+                return self._with_retirements(outcome, copy.spec)
         credential = self._load(ref, read_vault=True)
         if credential.status.rotation is not None:
             return self._with_retirements(self.resume(credential), credential.spec)
@@ -480,9 +529,14 @@ class Engine:
         dry_run: bool,
         credential: CredentialObject | None = None,
     ) -> Outcome:
+        sync = to_version is None and not dry_run and generate is not True
+        copy = self._copies.get(ref) if credential is None and sync else None
+        if copy is not None and (generate is False or not copy.spec.generate):
+            outcome = self._rotate_from_copy(copy)
+            if outcome is not None:
+                return outcome
         if credential is None:
-            sync = generate is False and to_version is None and not dry_run
-            credential = self._load(ref, read_vault=sync)
+            credential = self._load(ref, read_vault=sync and generate is False)
         spec = credential.spec
         self._prefetch_secret(ref.namespace, spec.secret.name)  # overlaps the Vault reads
         if credential.status.rotation is not None and not dry_run:
@@ -538,6 +592,52 @@ class Engine:
                 )
         return outcome
 
+    def _rotate_from_copy(self, copy: CredentialObject) -> Outcome | None:
+        """Sync from this engine's copy of the CR, without reading it first.
+
+        Taken only when the copy shows a rotation is due: a Vault-sourced config or config-key
+        credential with no rotation in flight, whose latest Vault version is not the current
+        one. The claim validates the copy: it carries the copy's resourceVersion, which the API
+        server refuses if the CR changed since, before anything is done. Returns None when the
+        copy does not show a rotation is due or was stale: the caller reads the CR and decides
+        afresh (reusing the reads made here).
+        """
+        spec = copy.spec
+        if (
+            copy.status.rotation is not None
+            or spec.source is None
+            or isinstance(spec.target, CephxTarget)
+        ):
+            return None
+        ref = copy.ref
+        self._prefetch_secret(ref.namespace, spec.secret.name)
+        try:
+            version = self._target_version(copy, generate=False, to_version=None)
+            if version == copy.status.current_version:
+                self._reuse_latest(spec.source.mount, spec.source.path, version)
+                return None
+            job = self._job(copy, version)
+            self._check_secret_ownership(copy)
+        except (BackendError, PreconditionError):
+            return None  # the fresh read decides, and reports it
+        job.from_copy = True
+        job.rotation_id = uuid.uuid4().hex[:12]
+        job.current_before = copy.status.current_version
+        job.previous_before = copy.status.previous_version
+        try:
+            return self._drive(job, copy.status, rotation.Start(job.rotation_id, version, None))
+        except _StaleCopyError:
+            self._copies.pop(ref, None)
+            return None
+
+    def _reuse_latest(self, mount: str, path: str, version: int) -> None:
+        """Let the fresh read that follows use the latest Vault version just read."""
+        reads = self._reads()
+        if reads is not None and (mount, path, version) in reads.vault:
+            done: Future[tuple[int, Mapping[str, Sensitive]]] = Future()
+            done.set_result((version, reads.vault[(mount, path, version)]))
+            reads.latest[(mount, path)] = done
+
     def _drive(self, job: _Job, status: Status, event: rotation.Event) -> Outcome:
         credential = job.credential
         ref = credential.ref
@@ -554,11 +654,12 @@ class Engine:
                             # the first write claims the rotation: it fails if another process
                             # changed the CR since we read it, so two never run at once
                             journal.submit_status(
-                                self.credentials.save_status,
+                                self._save,
                                 credential,
                                 status,
                                 claim=claim is not None,
                                 expect_version=claim,
+                                job=job,
                             )
                             claim = None
                         elif isinstance(effect, rotation.Emit):
@@ -583,6 +684,8 @@ class Engine:
                         break
                     event = next_event
         except ConcurrentRotation as exc:
+            if job.from_copy:
+                raise _StaleCopyError from exc
             self._observe(ref, "RotationInFlight", str(exc))
             return Outcome(
                 ref,
@@ -591,6 +694,10 @@ class Engine:
                 str(exc),
                 reason="RotationInFlight",
             )
+        except BackendError as exc:
+            if job.from_copy and not job.claimed:  # e.g. the CR is gone: a fresh read says so
+                raise _StaleCopyError from exc
+            raise
         return self._outcome(ref, status, job, retry_after)
 
     def _run(self, job: _Job, run: rotation.Run) -> rotation.Event:
@@ -616,6 +723,8 @@ class Engine:
         except ConcurrentRotation:
             raise  # our claim was lost: record nothing, another process owns the journal
         except BackendError as exc:
+            if job.journal is not None and exc is job.journal.failed:
+                raise  # a journal write failed (seen at a barrier): nothing more may happen
             return rotation.Failed(action, exc.reason, str(exc), exc.transient)
         except PreconditionError as exc:
             return rotation.Failed(action, exc.reason, str(exc), exc.transient)
@@ -1024,7 +1133,7 @@ class Engine:
             )
             self.events.emit(credential, "Warning", "CapsDrift", drift)
             self._observe(credential.ref, "CapsDrift", drift)
-        self.credentials.save_status(credential, status)
+        self._save(credential, status)
 
     def retire_due(self, ref: CredentialRef) -> Outcome:
         """Retire the earlier cephx generations whose grace has passed (alternate strategy).
@@ -1049,7 +1158,7 @@ class Engine:
                 event = None
                 for effect in effects:
                     if isinstance(effect, rotation.Persist):
-                        self.credentials.save_status(credential, status)
+                        self._save(credential, status)
                     elif isinstance(effect, rotation.Emit):
                         self.events.emit(credential, effect.type, effect.reason, effect.message)
                         self._observe(ref, effect.reason, effect.message)
@@ -1167,7 +1276,7 @@ class Engine:
         retry_after = None
         for effect in effects:
             if isinstance(effect, rotation.Persist):
-                self.credentials.save_status(credential, status)
+                self._save(credential, status)
             elif isinstance(effect, rotation.Emit):
                 self.events.emit(credential, effect.type, effect.reason, effect.message)
                 self._observe(credential.ref, effect.reason, effect.message)
@@ -1185,7 +1294,7 @@ class Engine:
     def _clear_failure(self, credential: CredentialObject) -> None:
         status, effects = rotation.in_sync(credential.status, self._context(credential))
         if status != credential.status and effects:
-            self.credentials.save_status(credential, status)
+            self._save(credential, status)
 
     def _outcome(
         self, ref: CredentialRef, status: Status, job: _Job, retry_after: timedelta | None

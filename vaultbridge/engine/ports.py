@@ -45,9 +45,10 @@ class CredentialRepository(Protocol):
 
     def save_status(
         self, credential: CredentialObject, status: Status, *, expect_version: str | None = None
-    ) -> None:
+    ) -> CredentialObject | None:
         """Write ``status``. With ``expect_version`` the write only succeeds if the object is
-        still at that resourceVersion, else ``ConcurrentRotation`` (the claim of a rotation)."""
+        still at that resourceVersion, else ``ConcurrentRotation`` (the claim of a rotation).
+        Returns the object as written (None if the API server's answer cannot be read)."""
         ...
 
 
