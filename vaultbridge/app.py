@@ -69,7 +69,7 @@ class KubeCredentials:
         body = status.to_dict()
         body["targetDescription"] = describe_target(credential.spec)
         try:
-            written = self.crs.patch_status(
+            written = self.crs.write_status(
                 credential.ref.namespace, credential.ref.name, body, expect_version
             )
         except KubeConflict as exc:
