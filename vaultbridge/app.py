@@ -102,6 +102,16 @@ def credential_from(raw: Mapping[str, Any]) -> CredentialObject:
     )
 
 
+def _stored(secret: OwnedSecret) -> StoredSecret:
+    controller = secret.controller
+    return StoredSecret(
+        data=secret.data,
+        annotations=dict(secret.annotations),
+        controller_uid=str(controller["uid"]) if controller else None,
+        handle=secret,
+    )
+
+
 class KubeSecrets:
     def __init__(self, sink: SecretSink) -> None:
         self.sink = sink
@@ -111,15 +121,7 @@ class KubeSecrets:
 
     def read(self, namespace: str, name: str) -> StoredSecret | None:
         secret = self.sink.get(namespace, name)
-        if secret is None:
-            return None
-        controller = secret.controller
-        return StoredSecret(
-            data=secret.data,
-            annotations=dict(secret.annotations),
-            controller_uid=str(controller["uid"]) if controller else None,
-            handle=secret,
-        )
+        return None if secret is None else _stored(secret)
 
     def write(
         self,
@@ -130,7 +132,7 @@ class KubeSecrets:
         annotations: Mapping[str, str],
         adopt: bool,
         known: StoredSecret | None = None,
-    ) -> None:
+    ) -> StoredSecret | None:
         spec = credential.spec
         is_main = name == spec.secret.name
         extra = {
@@ -153,6 +155,7 @@ class KubeSecrets:
             else None,
         )
         self.written[(credential.ref.namespace, name)] = written.resource_version
+        return _stored(written)
 
     def delete(self, namespace: str, name: str) -> None:
         self.sink.delete(namespace, name)

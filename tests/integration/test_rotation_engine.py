@@ -43,6 +43,10 @@ def secret_value(api: k8s.ApiClient, ns: str, name: str = "cred", key: str = "va
     return base64.b64decode(secret.data[key]).decode()
 
 
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def new_credential(
     testenv: Environment, api: k8s.ApiClient, ns: str, label: str, value: str
 ) -> tuple[str, str]:
@@ -595,11 +599,17 @@ def test_a_sync_claims_from_the_engines_copy_and_a_stale_copy_is_read_again(
         return load(ref)
 
     monkeypatch.setattr(app.engine.credentials, "load", counted)
-    # the engine wrote the CR last: the next rotation claims from its copy, without a read
+    # the engine wrote the CR last: the next rotation claims from its copy, without a read;
+    # its copy of the Secret is stale (edited meanwhile): the write re-reads and keeps the edit
+    k8s.CoreV1Api(api).patch_namespaced_secret(
+        "cred", ns, {"data": {"value": b64("edited"), "foreign": b64("kept")}}
+    )
     v2 = vault_put(testenv, path, {"value": "two"})
     assert app.engine.sync(ref).result == "promoted"
     assert loads == []
     assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "two"
+    assert secret_value(api, ns) == "two"
+    assert secret_value(api, ns, key="foreign") == "kept"
     # another process rotates: the copy is stale, its claim is refused, a fresh read decides
     v3 = vault_put(testenv, path, {"value": "three"})
     assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0

@@ -343,6 +343,9 @@ class Engine:
         # due claims it without reading the CR first, and the reads a rotation needs start
         # while the CR is read (used only if the loaded spec names the same)
         self._copies: dict[CredentialRef, CredentialObject] = {}
+        # each Secret as this engine last wrote it: what a rotation from the CR's copy starts
+        # with (a stale one costs the Secret write a conflict and a re-read, nothing more)
+        self._secret_copies: dict[tuple[str, str], StoredSecret] = {}
 
     # -- Secret reads, cached for the length of one rotation -------------------------------------
 
@@ -610,7 +613,14 @@ class Engine:
         ):
             return None
         ref = copy.ref
-        self._prefetch_secret(ref.namespace, spec.secret.name)
+        secret = self._secret_copies.get((ref.namespace, spec.secret.name))
+        reads = self._reads()
+        if secret is not None and reads is not None:
+            done: Future[StoredSecret | None] = Future()
+            done.set_result(secret)
+            reads.secrets[(ref.namespace, spec.secret.name)] = done
+        else:
+            self._prefetch_secret(ref.namespace, spec.secret.name)
         try:
             version = self._target_version(copy, generate=False, to_version=None)
             if version == copy.status.current_version:
@@ -628,6 +638,9 @@ class Engine:
             return self._drive(job, copy.status, rotation.Start(job.rotation_id, version, None))
         except _StaleCopyError:
             self._copies.pop(ref, None)
+            self._secret_copies.pop((ref.namespace, spec.secret.name), None)
+            if reads is not None:  # the fresh attempt reads the Secret again
+                reads.secrets.pop((ref.namespace, spec.secret.name), None)
             return None
 
     def _reuse_latest(self, mount: str, path: str, version: int) -> None:
@@ -800,15 +813,21 @@ class Engine:
         if before_promote is not None:
             before_promote()  # cephx pending keys: commit-pending
         annotations = {VERSION_ANNOTATION: str(job.version), ROTATION_ANNOTATION: job.rotation_id}
-        self.secrets.write(
+        key = (job.credential.ref.namespace, spec.secret.name)
+        self._secret_copies.pop(key, None)
+        written = self.secrets.write(
             job.credential,
             spec.secret.name,
             job.data,
             annotations=annotations,
             adopt=spec.secret.adopt,
-            known=self._read_secret(job.credential.ref.namespace, spec.secret.name),
+            known=self._read_secret(*key),
         )
-        self._wrote_secret(job.credential.ref.namespace, spec.secret.name)
+        self._wrote_secret(*key)
+        if written is not None:
+            if len(self._secret_copies) > 100_000:
+                self._secret_copies.clear()
+            self._secret_copies[key] = written
         previous = job.current_before if job.current_before != job.version else job.previous_before
         # bookkeeping after the point of no return: done alongside the final status write
         self._move_labels(job, current=job.version, previous=previous, pending=None)

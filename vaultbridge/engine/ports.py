@@ -64,7 +64,9 @@ class SecretStore(Protocol):
         annotations: Mapping[str, str],
         adopt: bool,
         known: StoredSecret | None = None,
-    ) -> None: ...
+    ) -> StoredSecret | None:
+        """Create or update the Secret; returns it as written (None: not known)."""
+        ...
 
     def delete(self, namespace: str, name: str) -> None: ...
 
