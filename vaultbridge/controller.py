@@ -256,6 +256,7 @@ class Controller:
             self._invalid_schedules.pop(ref, None)
             self.queue.forget(ref)
             self._failures.pop(ref, None)
+            self.app.engine.forget(ref)
             return
         with self._index_lock:
             old = self.index.get(ref)

@@ -610,6 +610,11 @@ def test_a_sync_claims_from_the_engines_copy_and_a_stale_copy_is_read_again(
     assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "two"
     assert secret_value(api, ns) == "two"
     assert secret_value(api, ns, key="foreign") == "kept"
+    # with no rotation due, the copy of the Secret is not used: a drift check sees the edit
+    k8s.CoreV1Api(api).patch_namespaced_secret("cred", ns, {"data": {"value": b64("drift")}})
+    assert app.engine.sync(ref).result == "promoted"
+    assert secret_value(api, ns) == "two"
+    loads.clear()
     # another process rotates: the copy is stale, its claim is refused, a fresh read decides
     v3 = vault_put(testenv, path, {"value": "three"})
     assert run_cli(testenv, "sync", f"{ns}/cred").returncode == 0

@@ -613,22 +613,26 @@ class Engine:
         ):
             return None
         ref = copy.ref
-        secret = self._secret_copies.get((ref.namespace, spec.secret.name))
+        key = (ref.namespace, spec.secret.name)
+        secret = self._secret_copies.get(key)
         reads = self._reads()
-        if secret is not None and reads is not None:
-            done: Future[StoredSecret | None] = Future()
-            done.set_result(secret)
-            reads.secrets[(ref.namespace, spec.secret.name)] = done
-        else:
-            self._prefetch_secret(ref.namespace, spec.secret.name)
+        if secret is None:
+            self._prefetch_secret(*key)
         try:
             version = self._target_version(copy, generate=False, to_version=None)
             if version == copy.status.current_version:
                 self._reuse_latest(spec.source.mount, spec.source.path, version)
                 return None
+            if secret is not None and reads is not None:
+                # only for the rotation: a drift check must see the Secret as it is now
+                done: Future[StoredSecret | None] = Future()
+                done.set_result(secret)
+                reads.secrets[key] = done
             job = self._job(copy, version)
             self._check_secret_ownership(copy)
         except (BackendError, PreconditionError):
+            if secret is not None and reads is not None:
+                reads.secrets.pop(key, None)
             return None  # the fresh read decides, and reports it
         job.from_copy = True
         job.rotation_id = uuid.uuid4().hex[:12]
@@ -638,10 +642,17 @@ class Engine:
             return self._drive(job, copy.status, rotation.Start(job.rotation_id, version, None))
         except _StaleCopyError:
             self._copies.pop(ref, None)
-            self._secret_copies.pop((ref.namespace, spec.secret.name), None)
+            self._secret_copies.pop(key, None)
             if reads is not None:  # the fresh attempt reads the Secret again
-                reads.secrets.pop((ref.namespace, spec.secret.name), None)
+                reads.secrets.pop(key, None)
             return None
+
+    def forget(self, ref: CredentialRef) -> None:
+        """Drop this engine's copies of ``ref``'s CR and Secret: its next sync reads both first
+        (the controller calls this when the CR is deleted)."""
+        copy = self._copies.pop(ref, None)
+        if copy is not None:
+            self._secret_copies.pop((ref.namespace, copy.spec.secret.name), None)
 
     def _reuse_latest(self, mount: str, path: str, version: int) -> None:
         """Let the fresh read that follows use the latest Vault version just read."""
