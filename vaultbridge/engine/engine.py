@@ -120,6 +120,7 @@ class _Journal:
         self.lock = threading.Lock()
         self.deferred: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
         self.deferred_side: Callable[[], Any] | None = None
+        self.after_status: list[Callable[[], Any]] = []
         self.timer: Timer | None = None
         self.held_events: list[tuple[str, str]] = []
         self.send_event: Callable[[Literal["Normal", "Warning"], str, str], None] | None = None
@@ -166,10 +167,17 @@ class _Journal:
             self._send_events()
 
     def submit(
-        self, fn: Callable[..., Any], *args: Any, later: bool = False, **kwargs: Any
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        later: bool = False,
+        after_status: bool = False,
+        **kwargs: Any,
     ) -> None:
         """Bookkeeping that need not wait for the status writes (nor they for it); ``later``:
-        only if the rotation is still under way when its deferred status goes out."""
+        only if the rotation is still under way when its deferred status goes out;
+        ``after_status``: started just after the next status write is (the final labels: the
+        final status, the longer request, goes first)."""
         call = functools.partial(fn, *args, **kwargs)
         with self.lock:
             if later:
@@ -177,6 +185,9 @@ class _Journal:
                 self._arm()
                 return
             self.deferred_side = None  # superseded
+            if after_status:
+                self.after_status.append(call)
+                return
             self.side_pending.append(self.side_lane.submit(call))
 
     def _once_claimed(self, call: Callable[[], Any]) -> None:
@@ -206,12 +217,15 @@ class _Journal:
             self._arm()
 
     def flush(self) -> None:
-        """Send the deferred status write now (held Events stay held)."""
+        """Send the deferred status write now, then what waits for it (held Events stay held)."""
         with self.lock:
             if self.deferred is not None:
                 fn, args, kwargs = self.deferred
                 self.deferred = None
                 self._send(fn, args, kwargs)
+            for call in self.after_status:
+                self.side_pending.append(self.side_lane.submit(call))
+            self.after_status = []
 
     def _send(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         call = functools.partial(self._unless_failed, fn, *args, **kwargs)
@@ -841,7 +855,9 @@ class Engine:
             self._secret_copies[key] = written
         previous = job.current_before if job.current_before != job.version else job.previous_before
         # bookkeeping after the point of no return: done alongside the final status write
-        self._move_labels(job, current=job.version, previous=previous, pending=None)
+        self._move_labels(
+            job, current=job.version, previous=previous, pending=None, after_status=True
+        )
         self._drop_stash(job)
 
     def _move_labels(
@@ -852,6 +868,7 @@ class Engine:
         previous: int | None,
         pending: int | None,
         later: bool = False,
+        after_status: bool = False,
     ) -> None:
         """Set Vault's staging labels beside the rotation (in order with each other); a
         failure is reported as an Event, not raised: the labels are informational."""
@@ -876,7 +893,7 @@ class Engine:
                 )
 
         if job.journal is not None:
-            job.journal.submit(move, later=later)
+            job.journal.submit(move, later=later, after_status=after_status)
         else:
             move()
 
