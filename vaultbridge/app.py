@@ -68,14 +68,26 @@ class KubeCredentials:
     ) -> CredentialObject | None:
         body = status.to_dict()
         body["targetDescription"] = describe_target(credential.spec)
+        ref = credential.ref
+
+        def status_unchanged(current: dict[str, Any]) -> bool:
+            return Status.from_dict(current.get("status")) == credential.status
+
         try:
-            written = self.crs.write_status(
-                credential.ref.namespace, credential.ref.name, body, expect_version
-            )
+            if expect_version is not None:  # the claim: nothing may have changed
+                written = self.crs.write_status(ref.namespace, ref.name, body, expect_version)
+            else:  # anything but the status may have changed (a spec edit)
+                written = self.crs.write_status(
+                    ref.namespace,
+                    ref.name,
+                    body,
+                    credential.resource_version or None,
+                    still_applies=status_unchanged,
+                )
         except KubeConflict as exc:
             raise ConcurrentRotation(
-                f"{credential.ref} changed since it was read (another vaultbridge is rotating "
-                "it, or it was edited); nothing was changed"
+                f"{ref} changed since it was read (another vaultbridge is rotating it, or it "
+                "was edited); nothing was changed"
             ) from exc
         try:
             return credential_from(written)

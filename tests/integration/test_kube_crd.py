@@ -319,16 +319,34 @@ def test_status_write_replaces_status_and_keeps_generation(
     third = crs.write_status(namespace, "st", {"phase": "Verified"})
     assert third["status"] == {"phase": "Verified"}
     assert third["metadata"]["generation"] == generation
-    # ... also when the spec changed since this client last saw the object (another client)
+    # at a stale version, a write goes through if, of the object as it is now, it still applies
+    # (here: another client changed only the spec) ...
     edited = CredentialRotationClient(crs.kube).get(namespace, "st")
     edited["spec"] = GOOD_SPECS["config"]
     crs.kube.custom().replace_namespaced_custom_object(
         "vaultbridge.io", "v1alpha1", namespace, "credentialrotations", "st", edited
     )
-    fourth = crs.write_status(namespace, "st", {"phase": "Idle"})
+    fourth = crs.write_status(
+        namespace,
+        "st",
+        {"phase": "Idle"},
+        third["metadata"]["resourceVersion"],
+        still_applies=lambda current: current["status"] == third["status"],
+    )
     assert fourth["status"] == {"phase": "Idle"}
     assert fourth["spec"] == GOOD_SPECS["config"]
     assert fourth["metadata"]["generation"] == generation + 1
+    # ... and not if another writer changed the status meanwhile
+    crs.write_status(namespace, "st", {"phase": "Failed"})
+    with pytest.raises(KubeConflict, match="changed by another writer"):
+        crs.write_status(
+            namespace,
+            "st",
+            {"phase": "Verified"},
+            fourth["metadata"]["resourceVersion"],
+            still_applies=lambda current: current["status"] == fourth["status"],
+        )
+    assert crs.get(namespace, "st")["status"] == {"phase": "Failed"}
 
 
 @pytest.mark.integration

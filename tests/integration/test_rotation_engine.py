@@ -635,3 +635,33 @@ def test_a_sync_claims_from_the_engines_copy_and_a_stale_copy_is_read_again(
     status = get_cr(api, ns, "cred")["status"]
     assert [h["version"] for h in status["history"]][:3] == [v3 + 1, v3, v2]
     assert all(h["result"] == "Promoted" for h in status["history"])
+
+
+def test_a_journal_taken_over_by_another_writer_is_not_overwritten(
+    testenv: Environment,
+    api: k8s.ApiClient,
+    ns: str,
+    app: application.App,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, _ = new_credential(testenv, api, ns, "takeover", "one")
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.sync(ref).result == "promoted"
+    vault_put(testenv, path, {"value": "two"})
+    monkeypatch.setenv("VAULTBRIDGE_FAULT", "pause-after:Apply")
+    with ThreadPoolExecutor(1) as pool:
+        rotation = pool.submit(app.engine.sync, ref)
+        # while the mon is slow (the claim is written), another writer takes the journal over
+        deadline = time.monotonic() + 5
+        while get_cr(api, ns, "cred")["status"].get("rotation") is None:
+            assert time.monotonic() < deadline and not rotation.done()
+            time.sleep(0.02)
+        cr = get_cr(api, ns, "cred")
+        cr["status"]["rotation"]["id"] = "other-writer"
+        k8s.CustomObjectsApi(api).replace_namespaced_custom_object_status(
+            "vaultbridge.io", "v1alpha1", ns, "credentialrotations", "cred", cr
+        )
+        outcome = rotation.result()
+    # our next status write found the status changed by another writer: it stopped there
+    assert (outcome.result, outcome.reason) == ("in-flight", "RotationInFlight"), outcome
+    assert get_cr(api, ns, "cred")["status"]["rotation"]["id"] == "other-writer"

@@ -413,6 +413,9 @@ class Engine:
                 key = (source.mount, source.path)
                 if key not in reads.latest:
                     reads.latest[key] = self._prefetch.submit(vault.read_latest, *key)
+        return self._read_cr(ref)
+
+    def _read_cr(self, ref: CredentialRef) -> CredentialObject:
         credential = self.credentials.load(ref)
         self._remember(credential)
         return credential
@@ -430,7 +433,10 @@ class Engine:
         expect_version: str | None = None,
         job: _Job | None = None,
     ) -> None:
-        """Write the status; keep the object the API server returns as this engine's copy."""
+        """Write the status over the object as this engine last saw it (a claim: as read); keep
+        the object the API server returns as this engine's copy."""
+        if expect_version is None:
+            credential = self._copies.get(credential.ref, credential)
         try:
             saved = self.credentials.save_status(credential, status, expect_version=expect_version)
         except BaseException:
@@ -460,7 +466,7 @@ class Engine:
 
     def rollback(self, ref: CredentialRef, *, to_version: int | None = None) -> Outcome:
         """Roll Ceph, the Secret and the labels back to an earlier verified version."""
-        credential = self.credentials.load(ref)
+        credential = self._read_cr(ref)
         status = credential.status
         target = to_version if to_version is not None else status.previous_version
         if credential.spec.source is None:
@@ -556,12 +562,13 @@ class Engine:
             credential = self._load(ref, read_vault=sync and generate is False)
         spec = credential.spec
         self._prefetch_secret(ref.namespace, spec.secret.name)  # overlaps the Vault reads
+        resumed: Outcome | None = None
         if credential.status.rotation is not None and not dry_run:
-            outcome = self.resume(credential)
-            if not outcome.ok and outcome.result != "rolled-back":
-                return outcome  # still cannot finish it: Ceph may hold either version
+            resumed = self.resume(credential)
+            if not resumed.ok and resumed.result != "rolled-back":
+                return resumed  # still cannot finish it: Ceph may hold either version
             # finished, or rolled back to the pre-image: this request starts afresh
-            credential = self.credentials.load(ref)
+            credential = self._read_cr(ref)
         if generate is None:
             generate = spec.generate
         try:
@@ -578,6 +585,8 @@ class Engine:
             if self._in_sync(job):
                 self._clear_failure(credential)
                 self._cephx_caps_check(job)
+                if resumed is not None and resumed.result == "promoted":
+                    return resumed  # this request finished the rotation that was in flight
                 return Outcome(
                     ref, "unchanged", version, f"{ref}: version {version} is live and verified"
                 )
@@ -722,7 +731,7 @@ class Engine:
                         break
                     event = next_event
         except ConcurrentRotation as exc:
-            if job.from_copy:
+            if job.from_copy and not job.claimed:  # the copy was stale: nothing was done
                 raise _StaleCopyError from exc
             self._observe(ref, "RotationInFlight", str(exc))
             return Outcome(
@@ -1157,7 +1166,7 @@ class Engine:
         except BackendError as exc:
             log.warning("%s: caps check failed: %s", job.credential.ref, exc)
             return
-        credential = self.credentials.load(job.credential.ref)
+        credential = self._read_cr(job.credential.ref)
         status = credential.status
         existing = status.condition(CAPS_CONDITION)
         now = self.clock()
@@ -1188,7 +1197,7 @@ class Engine:
         An entity some mon still lists a session for is kept (RetireBlocked: status + Event) and
         retried later. ``retry_after`` says when the next retirement is due.
         """
-        credential = self.credentials.load(ref)
+        credential = self._read_cr(ref)
         status = credential.status
         target = credential.spec.target
         if not isinstance(target, CephxTarget) or not status.retiring or status.rotation:
@@ -1240,7 +1249,7 @@ class Engine:
         if spec is not None and not isinstance(spec.target, CephxTarget):
             return outcome  # only cephx generations retire: no need to read the CR again
         try:
-            credential = self.credentials.load(outcome.ref)
+            credential = self._read_cr(outcome.ref)
         except (BackendError, PreconditionError):
             return outcome
         if not isinstance(credential.spec.target, CephxTarget) or not credential.status.retiring:

@@ -46,9 +46,12 @@ class CredentialRepository(Protocol):
     def save_status(
         self, credential: CredentialObject, status: Status, *, expect_version: str | None = None
     ) -> CredentialObject | None:
-        """Write ``status``. With ``expect_version`` the write only succeeds if the object is
-        still at that resourceVersion, else ``ConcurrentRotation`` (the claim of a rotation).
-        Returns the object as written (None if the API server's answer cannot be read)."""
+        """Write ``status`` over ``credential`` (the object as last read or written). With
+        ``expect_version`` the write only succeeds if the object is still at that
+        resourceVersion (the claim of a rotation); without, if its status is still
+        ``credential.status`` (its spec may have changed). Else ``ConcurrentRotation``: another
+        writer got there first, and nothing is written. Returns the object as written (None if
+        the API server's answer cannot be read)."""
         ...
 
 

@@ -38,8 +38,8 @@ KIND = "CredentialRotation"
 PLURAL = "credentialrotations"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
-UNCONDITIONAL_ATTEMPTS = 5
-"""Tries of an unconditional status write whose object keeps changing under it."""
+CONFLICT_ATTEMPTS = 5
+"""Tries of a status write whose object keeps changing under it (its status staying the same)."""
 
 WATCH_CHUNK_SECONDS = 290
 """Server-side timeout of one watch request; the iterator reconnects from the last version."""
@@ -75,16 +75,12 @@ class CredentialRotationClient:
     def __init__(self, kube: KubeClient) -> None:
         self.kube = kube
         self._api = kube.custom()
-        # the resourceVersion last seen of each object: what an unconditional status write sends
-        self._versions: dict[tuple[str, str], str] = {}
 
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
         op = Operation("get", PLURAL, namespace, name)
-        obj = self.kube.request(op, "GET", _path(namespace, name))
-        self._remember_version(obj)
-        return obj
+        return self.kube.request(op, "GET", _path(namespace, name))
 
     def list(self, namespaces: list[str] | None = None) -> list[dict[str, Any]]:
         """All objects in ``namespaces`` (``None``: every namespace)."""
@@ -135,17 +131,19 @@ class CredentialRotationClient:
         name: str,
         status: Mapping[str, Any],
         resource_version: str | None = None,
+        *,
+        still_applies: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """Replace ``.status`` wholly (keys not in ``status`` go away) via the status subresource.
 
         One PUT of the status alone: the API server keeps spec, metadata and
         ``metadata.generation`` as they are. A PUT costs the API server less than a patch, which
-        it must first apply to a serialised copy of the object. With ``resource_version`` the
-        write is conditional: a stale version fails with
-        :class:`~vaultbridge.kube.errors.KubeConflict` (re-read, then decide again). Without,
-        it is unconditional: it carries the version this client last saw of the object and,
-        if the object changed since (a spec edit), reads the version and sends it again.
-        Returns the updated object.
+        it must first apply to a serialised copy of the object. The write is made at
+        ``resource_version`` (``None``: the current one, read first). If the object changed
+        since, it fails with :class:`~vaultbridge.kube.errors.KubeConflict`, unless
+        ``still_applies`` says of the object as it is now that the write still applies (say,
+        only its spec changed): then it is sent again at the new version. Returns the updated
+        object.
         """
         op = Operation("update", f"{PLURAL}/status", namespace, name)
         body = {
@@ -154,30 +152,29 @@ class CredentialRotationClient:
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": ""},
             "status": _plain(status),
         }
-        key = (namespace, name)
-        version = resource_version or self._versions.get(key)
-        for _attempt in range(UNCONDITIONAL_ATTEMPTS):
+        version = resource_version
+        for _attempt in range(CONFLICT_ATTEMPTS):
             if version is None:
                 current = self.kube.request(op, "GET", _path(namespace, name))
                 version = str(current["metadata"]["resourceVersion"])
             body["metadata"]["resourceVersion"] = version
             try:
-                written = self.kube.request(op, "PUT", _path(namespace, name) + "/status", body)
+                return self.kube.request(op, "PUT", _path(namespace, name) + "/status", body)
             except KubeConflict:
-                self._versions.pop(key, None)
-                if resource_version is not None:
+                if still_applies is None:
                     raise
-                version = None
-                continue
-            self._remember_version(written)
-            return written
+            current = self.kube.request(op, "GET", _path(namespace, name))
+            if not still_applies(current):
+                raise KubeConflict(
+                    f"{op.describe()}: its status was changed by another writer; not written",
+                    status=409,
+                    verb="update",
+                    resource=f"{PLURAL}/status",
+                    namespace=namespace,
+                    name=name,
+                )
+            version = str(current["metadata"]["resourceVersion"])
         raise KubeConflict(f"{op.describe()}: the object kept changing; the status was not written")
-
-    def _remember_version(self, obj: Mapping[str, Any]) -> None:
-        metadata = obj.get("metadata", {})
-        if len(self._versions) > 100_000:
-            self._versions.clear()
-        self._versions[(metadata["namespace"], metadata["name"])] = str(metadata["resourceVersion"])
 
     # -- watch ------------------------------------------------------------------------------
 
