@@ -7,7 +7,8 @@ import json
 import signal
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -56,6 +57,24 @@ def new_credential(
     vault_put(testenv, path, {"value": value})
     create_cr(api, ns, "cred", config_spec(path, who))
     return path, who
+
+
+def synced_credential(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App, label: str
+) -> tuple[str, CredentialRef]:
+    """A credential (see :func:`new_credential`) whose first version is synced: path and ref."""
+    path, _ = new_credential(testenv, api, ns, label, "one")
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.sync(ref).result == "promoted"
+    return path, ref
+
+
+def wait_during(rotation: Future[Any], check: Callable[[], bool], what: Any = "") -> None:
+    """Wait (5 s at most) until ``check()`` holds while ``rotation`` is still under way."""
+    deadline = time.monotonic() + 5
+    while not check():
+        assert time.monotonic() < deadline and not rotation.done(), what
+        time.sleep(0.02)
 
 
 def test_rotation_end_to_end(
@@ -388,18 +407,17 @@ def test_a_slow_step_gets_its_own_event(
     app: application.App,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path, _ = new_credential(testenv, api, ns, "slow", "one")
-    ref = CredentialRef(ns, "cred")
-    assert app.engine.sync(ref).result == "promoted"
+    path, ref = synced_credential(testenv, api, ns, app, "slow")
     v2 = vault_put(testenv, path, {"value": "two"})
     monkeypatch.setenv("VAULTBRIDGE_FAULT", "pause-after:Apply")
     with ThreadPoolExecutor(1) as pool:
         rotation = pool.submit(app.engine.sync, ref)
         # a rotation still under way after the status deferral shows its pending version
-        deadline = time.monotonic() + 5
-        while vault_labels(testenv, path).get("vaultbridge-pending") != str(v2):
-            assert time.monotonic() < deadline and not rotation.done(), vault_labels(testenv, path)
-            time.sleep(0.02)
+        wait_during(
+            rotation,
+            lambda: vault_labels(testenv, path).get("vaultbridge-pending") == str(v2),
+            "pending label",
+        )
         assert rotation.result().result == "promoted"
     assert vault_labels(testenv, path) == {
         "vaultbridge-current": str(v2),
@@ -588,9 +606,8 @@ def test_a_sync_claims_from_the_engines_copy_and_a_stale_copy_is_read_again(
     app: application.App,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path, who = new_credential(testenv, api, ns, "copy", "one")
-    ref = CredentialRef(ns, "cred")
-    assert app.engine.sync(ref).result == "promoted"
+    path, ref = synced_credential(testenv, api, ns, app, "copy")
+    who = get_cr(api, ns, "cred")["spec"]["target"]["config"]["who"]
     loads: list[CredentialRef] = []
     load = app.engine.credentials.load
 
@@ -644,18 +661,13 @@ def test_a_journal_taken_over_by_another_writer_is_not_overwritten(
     app: application.App,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path, _ = new_credential(testenv, api, ns, "takeover", "one")
-    ref = CredentialRef(ns, "cred")
-    assert app.engine.sync(ref).result == "promoted"
+    path, ref = synced_credential(testenv, api, ns, app, "takeover")
     vault_put(testenv, path, {"value": "two"})
     monkeypatch.setenv("VAULTBRIDGE_FAULT", "pause-after:Apply")
     with ThreadPoolExecutor(1) as pool:
         rotation = pool.submit(app.engine.sync, ref)
         # while the mon is slow (the claim is written), another writer takes the journal over
-        deadline = time.monotonic() + 5
-        while get_cr(api, ns, "cred")["status"].get("rotation") is None:
-            assert time.monotonic() < deadline and not rotation.done()
-            time.sleep(0.02)
+        wait_during(rotation, lambda: get_cr(api, ns, "cred")["status"].get("rotation") is not None)
         cr = get_cr(api, ns, "cred")
         cr["status"]["rotation"]["id"] = "other-writer"
         k8s.CustomObjectsApi(api).replace_namespaced_custom_object_status(
