@@ -161,23 +161,17 @@ def run(env: Environment, log: Callable[[str], None], runs: int = RUNS) -> dict[
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
         creds[mode] = (path, who)
 
-    def current(name: str) -> tuple[int | None, bool]:
-        status = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name).get("status")
-        status = status or {}
-        return status.get("currentVersion"), bool(status.get("rotation"))
-
     def wait_version(
         name: str, version: int, timeout: float = 60.0, since: str | None = None
     ) -> None:
         """Until the CR shows ``version`` promoted, told by a watch: polling the API server
         every few ms would load the very server the controller is waiting on."""
-        if since is None:
-            at, rotating = current(name)
-            if at == version and not rotating:
+        if since is None:  # the status and the version to watch from, from one read
+            obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+            status = obj.get("status") or {}
+            if status.get("currentVersion") == version and not status.get("rotation"):
                 return
-            since = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)[
-                "metadata"
-            ]["resourceVersion"]
+            since = obj["metadata"]["resourceVersion"]
         stream = watch.Watch().stream(
             custom.list_namespaced_custom_object,
             GROUP,
