@@ -105,69 +105,48 @@ def run(
         outcome = app.engine.sync(ref)
         assert outcome.result == "promoted", outcome
     log(f"initial sync of {count} credentials: {time.monotonic() - began:.1f} s")
-    for i in range(count):
-        vault.secrets.kv.v2.create_or_update_secret(
-            path=f"bench/{ns}/c{i}",
-            secret={"value": f"rotated-{i}-{os.urandom(8).hex()}"},
-            mount_point="secret",
-        )
-    durations = []
-    began = time.monotonic()
-    for ref in refs:
+
+    def new_versions(refs: list[CredentialRef], label: str) -> None:
+        """A new Vault version for each of ``refs`` (their credentials are c0, c1, ...)."""
+        for i in range(len(refs)):
+            vault.secrets.kv.v2.create_or_update_secret(
+                path=f"bench/{ns}/c{i}",
+                secret={"value": f"{label}-{i}-{os.urandom(8).hex()}"},
+                mount_point="secret",
+            )
+
+    def timed_sync(ref: CredentialRef, durations: list[float], fresh: bool = False) -> None:
+        if fresh:
+            app.engine.forget(ref)
         start = time.perf_counter()
         outcome = app.engine.sync(ref)
         durations.append(time.perf_counter() - start)
         assert outcome.result == "promoted", outcome
-    ours = summary(
-        "vaultbridge sync (Vault -> Ceph -> verify -> Secret -> labels)",
-        durations,
-        time.monotonic() - began,
-    )
-    log(f"vaultbridge: {ours}")
 
+    def measured(
+        name: str, label: str, refs: list[CredentialRef], pool_size: int = 1, fresh: bool = False
+    ) -> dict[str, Any]:
+        """Rotate ``refs`` to a new version (``pool_size`` at a time) and time each sync."""
+        new_versions(refs, label)
+        durations: list[float] = []
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=pool_size) as pool:
+            list(pool.map(lambda ref: timed_sync(ref, durations, fresh), refs))
+        return summary(name, durations, time.monotonic() - began)
+
+    ours = measured("vaultbridge sync (Vault -> Ceph -> verify -> Secret -> labels)", "seq", refs)
+    log(f"vaultbridge: {ours}")
     # the same, with the CR and the Secret read before each rotation, as a one-shot
     # `vaultbridge sync` does (the engine forgets its copies first); on a sample
-    fresh_refs = refs[: min(count, FRESH_SAMPLE)]
-    for i in range(len(fresh_refs)):
-        vault.secrets.kv.v2.create_or_update_secret(
-            path=f"bench/{ns}/c{i}",
-            secret={"value": f"fresh-{i}-{os.urandom(8).hex()}"},
-            mount_point="secret",
-        )
-    fresh_durations = []
-    began = time.monotonic()
-    for ref in fresh_refs:
-        app.engine.forget(ref)
-        start = time.perf_counter()
-        outcome = app.engine.sync(ref)
-        fresh_durations.append(time.perf_counter() - start)
-        assert outcome.result == "promoted", outcome
-    fresh = summary(
+    fresh = measured(
         "vaultbridge sync, CR and Secret read first (as a one-shot CLI sync)",
-        fresh_durations,
-        time.monotonic() - began,
+        "fresh",
+        refs[: min(count, FRESH_SAMPLE)],
+        fresh=True,
     )
     log(f"vaultbridge, fresh reads: {fresh}")
-
     # the same again with a worker pool, as the controller runs them (one per credential)
-    for i in range(count):
-        vault.secrets.kv.v2.create_or_update_secret(
-            path=f"bench/{ns}/c{i}",
-            secret={"value": f"parallel-{i}-{os.urandom(8).hex()}"},
-            mount_point="secret",
-        )
-    parallel: list[float] = []
-
-    def one(ref: CredentialRef) -> None:
-        start = time.perf_counter()
-        outcome = app.engine.sync(ref)
-        parallel.append(time.perf_counter() - start)
-        assert outcome.result == "promoted", outcome
-
-    began = time.monotonic()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, refs))
-    concurrent = summary(f"vaultbridge sync, {workers} workers", parallel, time.monotonic() - began)
+    concurrent = measured(f"vaultbridge sync, {workers} workers", "parallel", refs, workers)
     log(f"vaultbridge concurrent: {concurrent}")
 
     rook = rook_path(env, ns, min(rook_sample, count), log)

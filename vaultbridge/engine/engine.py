@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 VERSION_ANNOTATION = "vaultbridge.io/vault-version"
 ROTATION_ANNOTATION = "vaultbridge.io/rotation-id"
@@ -322,6 +323,23 @@ def _within_read_cache(
     return within
 
 
+def _resolved(value: _T) -> Future[_T]:
+    """A future that already holds ``value`` (what a read cache holds for a known result)."""
+    done: Future[_T] = Future()
+    done.set_result(value)
+    return done
+
+
+_K = TypeVar("_K")
+
+
+def _keep(cache: dict[_K, _T], key: _K, value: _T, limit: int = 100_000) -> None:
+    """``cache[key] = value`` in a cache kept below ``limit`` entries (emptied when full)."""
+    if len(cache) > limit:
+        cache.clear()
+    cache[key] = value
+
+
 class Engine:
     """Rotates credentials: Vault (or the Secret) -> Ceph -> verify -> Secret + Vault labels."""
 
@@ -421,9 +439,7 @@ class Engine:
         return credential
 
     def _remember(self, credential: CredentialObject) -> None:
-        if len(self._copies) > 100_000:
-            self._copies.clear()
-        self._copies[credential.ref] = credential
+        _keep(self._copies, credential.ref, credential)
 
     def _save(
         self,
@@ -648,9 +664,7 @@ class Engine:
                 return None
             if secret is not None and reads is not None:
                 # only for the rotation: a drift check must see the Secret as it is now
-                done: Future[StoredSecret | None] = Future()
-                done.set_result(secret)
-                reads.secrets[key] = done
+                reads.secrets[key] = _resolved(secret)
             job = self._job(copy, version)
             self._check_secret_ownership(copy)
         except (BackendError, PreconditionError):
@@ -681,9 +695,7 @@ class Engine:
         """Let the fresh read that follows use the latest Vault version just read."""
         reads = self._reads()
         if reads is not None and (mount, path, version) in reads.vault:
-            done: Future[tuple[int, Mapping[str, Sensitive]]] = Future()
-            done.set_result((version, reads.vault[(mount, path, version)]))
-            reads.latest[(mount, path)] = done
+            reads.latest[(mount, path)] = _resolved((version, reads.vault[(mount, path, version)]))
 
     def _drive(self, job: _Job, status: Status, event: rotation.Event) -> Outcome:
         credential = job.credential
@@ -730,9 +742,11 @@ class Engine:
                     if next_event is None:
                         break
                     event = next_event
-        except ConcurrentRotation as exc:
-            if job.from_copy and not job.claimed:  # the copy was stale: nothing was done
-                raise _StaleCopyError from exc
+        except BackendError as exc:
+            if job.from_copy and not job.claimed:  # a stale copy (or the CR is gone): nothing
+                raise _StaleCopyError from exc  # was done, and a fresh read says what holds
+            if not isinstance(exc, ConcurrentRotation):
+                raise
             self._observe(ref, "RotationInFlight", str(exc))
             return Outcome(
                 ref,
@@ -741,10 +755,6 @@ class Engine:
                 str(exc),
                 reason="RotationInFlight",
             )
-        except BackendError as exc:
-            if job.from_copy and not job.claimed:  # e.g. the CR is gone: a fresh read says so
-                raise _StaleCopyError from exc
-            raise
         return self._outcome(ref, status, job, retry_after)
 
     def _run(self, job: _Job, run: rotation.Run) -> rotation.Event:
@@ -859,9 +869,7 @@ class Engine:
         )
         self._wrote_secret(*key)
         if written is not None:
-            if len(self._secret_copies) > 100_000:
-                self._secret_copies.clear()
-            self._secret_copies[key] = written
+            _keep(self._secret_copies, key, written)
         previous = job.current_before if job.current_before != job.version else job.previous_before
         # bookkeeping after the point of no return: done alongside the final status write
         self._move_labels(
