@@ -11,6 +11,7 @@ import pytest
 
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.testenv.bao import OpenBaoServer, start_openbao
+from vaultbridge.testenv.common import free_port
 from vaultbridge.vault import (
     KvV2Source,
     StagingLabels,
@@ -18,6 +19,7 @@ from vaultbridge.vault import (
     VaultClient,
     VaultConflict,
     VaultNotFound,
+    VaultUnavailable,
 )
 from vaultbridge.vault.kv import PASSWORD_ALPHABET
 
@@ -190,3 +192,32 @@ def test_random_bytes_and_password(kv: KvV2Source) -> None:
     assert password.reveal() not in repr(password)
     with pytest.raises(ValueError):
         kv.random_bytes(0)
+
+
+def test_paths_with_reserved_characters_round_trip(kv: KvV2Source, root: hvac.Client) -> None:
+    # "?", "#", "%", "&" and ":" are valid in a KV path: each request sends them escaped
+    path = f"odd/{uuid.uuid4().hex[:6]}?a=1#b%20&c:d"
+    assert kv.write("secret", path, {"value": s("one")}, cas=0) == 1
+    assert kv.read("secret", path).data == {"value": s("one")}
+    kv.set_labels("secret", path, current=1, previous=None, pending=None)
+    assert kv.metadata("secret", path).labels == StagingLabels(current=1)
+    stored = root.secrets.kv.v2.read_secret_version(
+        path, mount_point="secret", raise_on_deleted_version=True
+    )
+    assert stored["data"]["data"] == {"value": "one"}
+
+
+def test_a_proxy_for_the_vault_address_carries_every_request(
+    bao: OpenBaoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the lean request path must not bypass a configured proxy: one that is down means Vault
+    # cannot be reached, although Vault itself answers
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    with VaultClient(bao.addr, TokenAuthenticator(bao.token)) as client:
+        kv = KvV2Source(client)
+        with pytest.raises(VaultUnavailable, match="cannot connect to Vault"):
+            kv.read("secret", unique())
+        with pytest.raises(VaultUnavailable, match="cannot connect to Vault"):
+            kv.set_labels("secret", unique(), current=1, previous=None, pending=None)

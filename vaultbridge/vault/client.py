@@ -10,20 +10,30 @@ Every request to Vault goes through :meth:`VaultClient.call`, which
    request is retried once; a token that stays invalid gives :class:`VaultAuthError`,
 4. translates every other hvac/requests exception into :mod:`vaultbridge.vault.errors`,
    stripping response bodies and request objects from the chained original first.
+
+The KV requests of a rotation go out through :meth:`VaultClient.request`, a lean path on
+urllib3 (which ``requests`` uses underneath) that raises the same exceptions as hvac's
+adapter: ``requests`` and hvac's adapter cost about twice the CPU of the request itself
+(~0.75 ms against ~0.3 ms per request here), and the Vault read is on a rotation's critical
+path. Authentication and the rarer calls keep using hvac.
 """
 
 from __future__ import annotations
 
+import json as _json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import hvac
 import hvac.exceptions as hvac_exc
+import hvac.utils as hvac_utils
 import requests
+import urllib3
 
 from vaultbridge.model.sensitive import REDACTED, Sensitive
 from vaultbridge.vault.auth import Authenticator, LoginResult
@@ -93,6 +103,8 @@ class VaultClient:
             namespace=namespace,
             session=session,
         )
+        # the lean path; through a proxy, requests (which also speaks SOCKS) carries everything
+        self._pool = None if session.proxies else _pool(self.addr, verify)
         authenticator.bind(self)
 
     @property
@@ -101,6 +113,8 @@ class VaultClient:
 
     def close(self) -> None:
         self._hvac.adapter.close()
+        if self._pool is not None:
+            self._pool.clear()
 
     def __enter__(self) -> VaultClient:
         return self
@@ -169,6 +183,56 @@ class VaultClient:
             ) from _scrub(exc, withhold=write)
         finally:
             log.debug("vault %s %s took %.1f ms", op, path, (time.perf_counter() - started) * 1e3)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One request to ``url`` (``/v1/...``) with the current token, for use inside
+        :meth:`call`: the parsed body of a 200, else ``None``; the exceptions hvac's adapter
+        raises for an error status, and requests' for a failed transport."""
+        while "//" in url:  # as hvac does: Vault reads "//" as "/"
+            url = url.replace("//", "/")
+        url = quote(url)  # a path may hold "?", "#", "%" or spaces
+        if self._pool is None:
+            headers = {"Content-Type": content_type} if json is not None else None
+            response = self._hvac.adapter.request(
+                method, url, params=dict(params or {}), json=json, headers=headers
+            )
+            return response if isinstance(response, dict) else None
+        headers = {"X-Vault-Request": "true"}
+        if self._hvac.token:
+            headers["X-Vault-Token"] = self._hvac.token
+        if self.namespace:
+            headers["X-Vault-Namespace"] = self.namespace
+        body = None
+        if json is not None:
+            headers["Content-Type"] = content_type
+            body = _json.dumps(json).encode()
+        target = self.addr + url + (f"?{urlencode(params)}" if params else "")
+        try:
+            response = self._pool.request(
+                method.upper(),
+                target,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise _as_requests_error(exc) from None
+        if response.status >= 400:
+            _raise_for_status(method, target, response)
+        if response.status != 200:
+            return None
+        try:
+            return _json.loads(response.data)
+        except ValueError:
+            return None
 
     def _token_valid(self) -> bool:
         """Whether Vault still accepts the current token (a 403 then means "policy")."""
@@ -311,6 +375,59 @@ class VaultClient:
         if not body.get("initialized") or body.get("sealed"):
             raise VaultUnavailable(f"Vault at {self.addr} is not initialized or is sealed")
         return {k: body.get(k) for k in ("initialized", "sealed", "standby", "version")}
+
+
+def _pool(addr: str, verify: bool | str) -> urllib3.PoolManager:
+    """Keep-alive connections to Vault, verified as requests verifies them; no retries but
+    redirects (a standby answers with one to the active node)."""
+    retries = urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0)
+    if not addr.startswith("https://"):
+        return urllib3.PoolManager(num_pools=2, maxsize=8, retries=retries)
+    ca_certs = verify if isinstance(verify, str) else requests.utils.DEFAULT_CA_BUNDLE_PATH
+    return urllib3.PoolManager(
+        num_pools=2, maxsize=8, retries=retries, cert_reqs="CERT_REQUIRED", ca_certs=ca_certs
+    )
+
+
+def _raise_for_status(method: str, url: str, response: urllib3.BaseHTTPResponse) -> None:
+    """Raise what hvac's adapter raises for this error response (the same fields)."""
+    text = response.data.decode("utf-8", "replace")
+    body: Any = None
+    errors = None
+    if response.headers.get("Content-Type") == "application/json":
+        try:
+            body = _json.loads(text)
+        except ValueError:
+            body = None
+        else:
+            errors = body.get("errors") if isinstance(body, dict) else None
+    hvac_utils.raise_for_error(
+        method,
+        url,
+        response.status,
+        text if errors is None else None,
+        errors=errors,
+        text=text,
+        json=body,
+    )
+
+
+_UNREACHABLE = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError)
+
+
+def _as_requests_error(exc: urllib3.exceptions.HTTPError) -> requests.RequestException:
+    """The requests exception for a failed urllib3 transport (one translation for both)."""
+    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    what = type(reason).__name__
+    if isinstance(reason, urllib3.exceptions.SSLError):
+        return requests.exceptions.SSLError(what)
+    if isinstance(reason, _UNREACHABLE):  # before timeouts: a refused connection is one too
+        return requests.exceptions.ConnectionError(what)
+    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+        return requests.exceptions.ConnectTimeout(what)
+    if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+        return requests.exceptions.ReadTimeout(what)
+    return requests.RequestException(what)
 
 
 def _login_result(response: Any, *, who: str, method: str, role: str | None) -> LoginResult:

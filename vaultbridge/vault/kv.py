@@ -102,9 +102,9 @@ class KvV2Source:
         params = {} if version is None else {"version": int(version)}
         url = f"/v1/{mount}/data/{path}"
 
-        def fetch(c: Any) -> Any:
+        def fetch(_: Any) -> Any:
             try:
-                return c.adapter.get(url, params=params)
+                return self.client.request("GET", url, params=params)
             except hvac_exc.InvalidPath as exc:
                 # a deleted or destroyed version: 404, but the body still carries its metadata
                 body = exc.json if isinstance(exc.json, dict) else {}
@@ -160,7 +160,7 @@ class KvV2Source:
         """``<mount>/metadata/<path>``: versions and custom metadata, no values. The poll call."""
         mount, path = _norm(mount), _norm(path)
         response = self.client.call(
-            lambda c: c.adapter.get(f"/v1/{mount}/metadata/{path}"),
+            lambda _: self.client.request("GET", f"/v1/{mount}/metadata/{path}"),
             op="read metadata of",
             path=f"{mount}/metadata/{path}",
             not_found=f"KV v2 secret {path!r} not found in mount {mount!r} (no metadata)",
@@ -203,11 +203,13 @@ class KvV2Source:
             if not isinstance(value, Sensitive):
                 raise TypeError(f"value of field {key!r} must be Sensitive")
         response = self.client.call(
-            lambda c: c.secrets.kv.v2.create_or_update_secret(
-                path=path,
-                secret={k: v.reveal() for k, v in data.items()},
-                cas=cas,
-                mount_point=mount,
+            lambda _: self.client.request(
+                "POST",
+                f"/v1/{mount}/data/{path}",
+                json={
+                    "data": {k: v.reveal() for k, v in data.items()},
+                    **({} if cas is None else {"options": {"cas": cas}}),
+                },
             ),
             op="write",
             path=f"{mount}/data/{path}",
@@ -246,11 +248,11 @@ class KvV2Source:
             }
         }
         self.client.call(
-            lambda c: c.adapter.request(
-                "patch",
+            lambda _: self.client.request(
+                "PATCH",
                 f"/v1/{mount}/metadata/{path}",
-                headers={"Content-Type": "application/merge-patch+json"},
                 json=patch,
+                content_type="application/merge-patch+json",
             ),
             op="patch metadata of",
             path=f"{mount}/metadata/{path}",
@@ -264,7 +266,9 @@ class KvV2Source:
         if not 1 <= n <= MAX_RANDOM_BYTES:
             raise ValueError(f"random_bytes: n must be between 1 and {MAX_RANDOM_BYTES}")
         response = self.client.call(
-            lambda c: c.adapter.post(f"/v1/sys/tools/random/{n}", json={"format": "base64"}),
+            lambda _: self.client.request(
+                "POST", f"/v1/sys/tools/random/{n}", json={"format": "base64"}
+            ),
             op="generate random bytes at",
             path=f"sys/tools/random/{n}",
         )
