@@ -57,6 +57,22 @@ def summary(name: str, seconds: list[float], wall: float) -> dict[str, Any]:
     }
 
 
+def server_processes(env: Environment) -> dict[str, int]:
+    """Every process a rotation costs CPU in: the servers, and this one (vaultbridge)."""
+    return {
+        "openbao": env.vault.pid,
+        **{f"mon.{name}": pid for name, pid in env.ceph.pids.items()},
+        **env.kube.pids,
+        "vaultbridge": os.getpid(),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def setup(env: Environment, count: int, ns: str, log: Callable[[str], None]) -> hvac.Client:
     api = k8s_config.new_client_from_config(config_file=str(env.kube.kubeconfig))
     k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
@@ -123,16 +139,28 @@ def run(
         durations.append(time.perf_counter() - start)
         assert outcome.result == "promoted", outcome
 
+    processes = server_processes(env)
+
     def measured(
         name: str, label: str, refs: list[CredentialRef], pool_size: int = 1, fresh: bool = False
     ) -> dict[str, Any]:
-        """Rotate ``refs`` to a new version (``pool_size`` at a time) and time each sync."""
+        """Rotate ``refs`` to a new version (``pool_size`` at a time) and time each sync; also
+        the CPU each process spent per rotation meanwhile."""
         new_versions(refs, label)
         durations: list[float] = []
+        time.sleep(0.5)  # let the Vault writes' aftermath settle out of the CPU figures
+        before = {proc: cpu_seconds(pid) for proc, pid in processes.items()}
         began = time.monotonic()
         with ThreadPoolExecutor(max_workers=pool_size) as pool:
             list(pool.map(lambda ref: timed_sync(ref, durations, fresh), refs))
-        return summary(name, durations, time.monotonic() - began)
+        result = summary(name, durations, time.monotonic() - began)
+        time.sleep(0.5)  # the last Events and watch updates
+        result["cpu_ms_per_rotation"] = {
+            proc: round((cpu_seconds(pid) - before[proc]) * 1000 / len(refs), 1)
+            for proc, pid in processes.items()
+        }
+        result["cpu_ms_per_rotation"]["all"] = round(sum(result["cpu_ms_per_rotation"].values()), 1)
+        return result
 
     ours = measured("vaultbridge sync (Vault -> Ceph -> verify -> Secret -> labels)", "seq", refs)
     log(f"vaultbridge: {ours}")
