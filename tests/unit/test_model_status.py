@@ -83,6 +83,8 @@ def full_status() -> Status:
             reason="VerifyFailed",
             message="read back differs",
             transient=False,
+            holder="host-1/42/ab12cd",
+            heartbeat=T0 + timedelta(seconds=3),
         ),
         history=(
             HistoryEntry("r-7", 7, "Promoted", T0 - timedelta(minutes=1), T0),
@@ -114,6 +116,8 @@ def test_to_dict_shape() -> None:
         "reason": "VerifyFailed",
         "message": "read back differs",
         "transient": False,
+        "holder": "host-1/42/ab12cd",
+        "heartbeatAt": "2024-05-01T03:00:03Z",
     }
     assert data["conditions"][0] == {
         "type": "Ready",

@@ -30,6 +30,7 @@ from vaultbridge.rotation import (
     Emit,
     Event,
     Failed,
+    HeldElsewhere,
     InvalidTransition,
     Persist,
     Resume,
@@ -48,12 +49,18 @@ CANARY = Sensitive("CANARY-9f3b-never-in-status")
 OLD = "client.app.5"
 
 
+ME = "engine-a"
+OTHER = "engine-b"
+
+
 def ctx(**changes: object) -> Context:
-    base = Context(now=NOW, generation=4, history_limit=10, jitter=0.5)
+    base = Context(now=NOW, generation=4, history_limit=10, jitter=0.5, holder=ME)
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def check_invariants(before: Status, after: Status, effects: tuple[Effect, ...]) -> None:
+    if any(isinstance(e, HeldElsewhere) for e in effects):
+        assert len(effects) == 1 and after == before, "held elsewhere: nothing is done"
     runs = [e for e in effects if isinstance(e, Run)]
     assert len(runs) <= 1, effects
     if runs:
@@ -125,6 +132,9 @@ def state(phase: Phase, journal_step: JournalStep | None, attempt: int = 1) -> S
             entity="client.app.8",
             reason="ApplyFailed" if journal_step is JournalStep.ROLLING_BACK else None,
             message="mon refused" if journal_step is JournalStep.ROLLING_BACK else None,
+            # left by another engine that has been silent long enough to be taken over
+            holder=OTHER,
+            heartbeat=NOW - timedelta(minutes=1),
         )
     return Status(
         phase=phase,
@@ -199,7 +209,7 @@ def test_every_state_and_event(
             assert isinstance(event, Start)
             assert after.phase is Phase.PENDING
             assert after.rotation == Journal(
-                "r-new", 9, JournalStep.PENDING, NOW, 1, "client.app.9"
+                "r-new", 9, JournalStep.PENDING, NOW, 1, "client.app.9", holder=ME, heartbeat=NOW
             )
             assert after.pending_version == 9
             assert after.observed_generation == 4
@@ -218,7 +228,7 @@ def test_every_state_and_event(
             assert (after, effects) == (before, ())
         case "resume":
             assert journal is not None and after.rotation is not None
-            assert after.rotation == replace(journal, attempt=attempt + 1)
+            assert after.rotation == replace(journal, attempt=attempt + 1, holder=ME, heartbeat=NOW)
             assert after.phase is before.phase
             assert effects[1] == Emit(
                 "Normal",
@@ -281,6 +291,8 @@ def test_every_state_and_event(
             assert after.phase is before.phase
             assert after.rotation == replace(
                 journal,
+                holder=ME,
+                heartbeat=NOW,
                 step=JournalStep.ROLLING_BACK,
                 reason="Boom",
                 message="it broke",
@@ -313,7 +325,7 @@ def test_every_state_and_event(
         case "rollback-failed":
             assert journal is not None
             assert after.phase is Phase.FAILED
-            assert after.rotation == journal
+            assert after.rotation == replace(journal, holder=None, heartbeat=None)  # released
             assert after.condition(DEGRADED).reason == "RollbackFailed"  # type: ignore[union-attr]
             assert after.condition(DEGRADED).message == "rollback failed for version 8: it broke"  # type: ignore[union-attr]
             assert isinstance(effects[-1], RetryAfter)
@@ -453,6 +465,76 @@ def test_snapshot_failure_after_a_resume_rolls_back() -> None:
     assert effects[-1] == Run(Action.RESTORE, 2, None)
 
 
+# -- the journal's holder: one engine drives a rotation at a time --------------------------
+
+
+def held_journal(holder: str | None, heard_of: timedelta | None) -> Status:
+    context = ctx(holder=holder, now=NOW - heard_of if heard_of is not None else NOW)
+    status, _ = run(Status(current_version=1), Start("r-2", 2), context)
+    status, _ = run(status, Succeeded(Action.SNAPSHOT), context)
+    status, _ = run(status, Succeeded(Action.APPLY), context)
+    if heard_of is None:
+        assert status.rotation is not None
+        status = replace(status, rotation=replace(status.rotation, heartbeat=None))
+    return status
+
+
+def test_every_journal_written_names_its_holder_and_when() -> None:
+    context = ctx(holder="engine-7")
+    status, _ = run(Status(current_version=1), Start("r-2", 2), context)
+    assert status.rotation is not None
+    assert (status.rotation.holder, status.rotation.heartbeat) == ("engine-7", NOW)
+    later = ctx(holder="engine-7", now=NOW + timedelta(seconds=5))
+    status, _ = run(status, Succeeded(Action.SNAPSHOT), later)
+    status, _ = run(status, Succeeded(Action.APPLY), later)
+    assert status.rotation is not None
+    assert status.rotation.heartbeat == NOW + timedelta(seconds=5)
+    status, _ = run(status, Failed(Action.VERIFY, "VerifyFailed", "differs"), later)
+    assert status.rotation is not None and status.rotation.holder == "engine-7"
+
+
+def test_a_journal_another_engine_drives_is_not_resumed() -> None:
+    status = held_journal(OTHER, timedelta(seconds=10))
+    after, effects = run(status, Resume(), ctx(takeover_after=timedelta(seconds=30)))
+    assert after == status
+    assert effects == (HeldElsewhere(OTHER, "r-2", timedelta(seconds=20)),)
+
+
+def test_a_silent_holder_is_taken_over_after_takeover_after() -> None:
+    status = held_journal(OTHER, timedelta(seconds=30))
+    after, effects = run(status, Resume(), ctx(takeover_after=timedelta(seconds=30)))
+    assert after.rotation is not None
+    assert (after.rotation.holder, after.rotation.heartbeat) == (ME, NOW)
+    assert after.rotation.attempt == 2
+    assert effects[-1] == Run(Action.VERIFY, 2, None)
+
+
+def test_own_unheld_and_old_journals_are_resumed_at_once() -> None:
+    for holder, heard_of in ((ME, timedelta(seconds=1)), (None, timedelta(0)), (OTHER, None)):
+        status = held_journal(holder, heard_of)
+        after, effects = run(status, Resume(), ctx())
+        assert after.rotation is not None and after.rotation.holder == ME, holder
+        assert effects[-1] == Run(Action.VERIFY, 2, None)
+
+
+def test_a_heartbeat_from_a_clock_ahead_waits_takeover_after_at_most() -> None:
+    status = held_journal(OTHER, -timedelta(minutes=5))
+    _, effects = run(status, Resume(), ctx(takeover_after=timedelta(seconds=30)))
+    assert effects == (HeldElsewhere(OTHER, "r-2", timedelta(seconds=30)),)
+
+
+def test_a_failed_rollback_releases_the_journal() -> None:
+    context = ctx()
+    status, _ = run(Status(current_version=1), Start("r-3", 3), context)
+    status, _ = run(status, Succeeded(Action.SNAPSHOT), context)
+    status, _ = run(status, Failed(Action.APPLY, "Boom", "x"), context)
+    status, _ = run(status, Failed(Action.RESTORE, "CephTimeout", "x"), context)
+    assert status.rotation is not None
+    assert (status.rotation.holder, status.rotation.heartbeat) == (None, None)
+    _, effects = run(status, Resume(), ctx(holder=OTHER))
+    assert effects[-1] == Run(Action.RESTORE, 3, None)
+
+
 def test_non_transient_rollback_is_retried_slowly() -> None:
     context = ctx()
     status, _ = run(Status(current_version=1), Start("r-2", 2), context)
@@ -492,8 +574,10 @@ class FakeEngine:
         self.now = NOW
         self.status = Status()
         self.transitions = 0
+        self.holder = "engine-0"
+        self.restarts = 0
 
-    def context(self) -> Context:
+    def context(self, holder: str | None = None) -> Context:
         return Context(
             now=self.now,
             generation=1,
@@ -501,14 +585,24 @@ class FakeEngine:
             jitter=self.rng.random(),
             retire_after=timedelta(minutes=self.rng.choice([0, 5, 10])),
             keep_prior=self.rng.choice([1, 2]),
+            holder=holder or self.holder,
+            takeover_after=timedelta(seconds=60),
         )
 
-    def feed(self, event: Event) -> tuple[Effect, ...]:
+    def feed(self, event: Event, holder: str | None = None) -> tuple[Effect, ...]:
         self.now += timedelta(seconds=self.rng.randint(1, 120))
         before = self.status
-        self.status, effects = step(before, event, self.context())
+        self.status, effects = step(before, event, self.context(holder))
         check_invariants(before, self.status, effects)
         self.transitions += 1
+        return effects
+
+    def resume(self) -> tuple[Effect, ...]:
+        """Resume as this engine, waiting out another holder as the engine's retry would."""
+        effects = self.feed(Resume())
+        while effects and isinstance(effects[0], HeldElsewhere):
+            self.now += effects[0].delay
+            effects = self.feed(Resume())
         return effects
 
     def outcome(self, run_effect: Run) -> Event:
@@ -531,8 +625,29 @@ class FakeEngine:
             if not runs:
                 return
             if runs[0].action is not Action.RETIRE and self.rng.random() < 0.1:
-                # Crash: the result is lost; the restarted engine resumes from the journal.
-                effects = self.feed(Resume())
+                # Crash: the result is lost; the restarted engine (a new holder) resumes from
+                # the journal once the old holder has been silent long enough.
+                self.restarts += 1
+                self.holder = f"engine-{self.restarts}"
+                effects = self.resume()
+            elif self.status.rotation is not None and self.rng.random() < 0.05:
+                # Another engine (a CLI sync) tries to resume the rotation in flight: it may
+                # only take it over from a holder silent for takeover_after.
+                journal = self.status.rotation
+                before = self.status
+                self.restarts += 1
+                name = f"intruder-{self.restarts}"
+                intruder = self.feed(Resume(), holder=name)
+                heard_of = self.now - journal.heartbeat if journal.heartbeat else None
+                if intruder and isinstance(intruder[0], HeldElsewhere):
+                    assert heard_of is not None and heard_of < timedelta(seconds=60)
+                    assert self.status == before
+                    continue
+                assert (
+                    journal.holder is None or heard_of is None or heard_of >= timedelta(seconds=60)
+                )
+                self.holder = name  # the intruder drives it now; the old holder stops
+                effects = intruder
             elif self.status.rotation is not None and self.rng.random() < 0.05:
                 # A second trigger while in flight changes nothing.
                 before = self.status
@@ -551,6 +666,7 @@ class FakeEngine:
         while self.status.rotation is not None:
             assert self.status.phase is Phase.FAILED
             assert self.status.rotation.step is JournalStep.ROLLING_BACK
+            assert self.status.rotation.holder is None  # released
             self.drive(Resume())
 
 

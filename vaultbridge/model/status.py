@@ -105,6 +105,11 @@ class Journal:
     ``entity`` is the cephx entity the new version lives in (alternate strategy), else None.
     ``reason``/``message``/``transient`` record the failure that started a rollback, so the
     outcome can be reported even after a restart in the middle of it.
+
+    ``holder`` is the engine driving the rotation and ``heartbeat`` when it last wrote the
+    journal: another engine takes the rotation over only after the holder has been silent for
+    a while (None: nobody drives it, e.g. a rollback that failed, or a journal of an older
+    vaultbridge; it may be resumed at once).
     """
 
     id: str
@@ -116,6 +121,8 @@ class Journal:
     reason: str | None = None
     message: str | None = None
     transient: bool = True
+    holder: str | None = None
+    heartbeat: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +281,8 @@ def _journal_to_dict(journal: Journal) -> dict[str, Any]:
         "reason": journal.reason,
         "message": journal.message,
         "transient": journal.transient,
+        "holder": journal.holder,
+        "heartbeatAt": _format_optional(journal.heartbeat),
     }
 
 
@@ -398,6 +407,8 @@ def _journal_from(reader: _Reader | None) -> Journal | None:
         reason=reader.optional_str("reason"),
         message=reader.optional_str("message"),
         transient=reader.optional_bool("transient", True),
+        holder=reader.optional_str("holder"),
+        heartbeat=reader.optional_time("heartbeatAt"),
     )
 
 

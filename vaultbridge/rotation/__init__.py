@@ -4,6 +4,14 @@
 effects in order: ``Persist`` (write the status now), ``Emit`` (a Kubernetes Event),
 ``Run(action, version, entity)`` (an I/O action, always the last effect, at most one) and
 ``RetryAfter(delay)``; it feeds the result of each ``Run`` back as exactly one event.
+``HeldElsewhere(holder, id, delay)`` (alone) means: another engine drives this rotation; do
+nothing now.
+
+Every journal written names its ``holder`` (the engine driving it, ``Context.holder``) and a
+``heartbeat`` (``ctx.now``). An engine resumes a journal held by another only once that holder
+has been silent for ``Context.takeover_after``: two engines never drive one rotation at once
+(the holder keeps its heartbeat fresh while a step takes long). A journal with no holder (a
+failed rollback, which releases it) may be resumed by anyone at once.
 
 The journal (``status.rotation``) decides which events are valid; ``status.phase`` is for users.
 A journal step change is always persisted before the ``Run`` that follows it.
@@ -38,9 +46,13 @@ Transition table (journal step -> event -> phase, journal, effects)::
                                         RetryAfter (only if the original failure was transient)
   RollingBack  Failed(RESTORE)       -> Failed, journal KEPT, Degraded=True RollbackFailed,
                                         failures+1; Persist, Emit Warning, RetryAfter (always)
-  any journal  Resume                -> attempt+1; Persist, Emit RotationResumed, Run the step's
-                                        action (Pending: SNAPSHOT, Applied: VERIFY,
-                                        Verified: PROMOTE, RollingBack: RESTORE)
+  any journal  Resume                -> attempt+1, holder=ctx.holder; Persist, Emit
+                                        RotationResumed, Run the step's action (Pending:
+                                        SNAPSHOT, Applied: VERIFY, Verified: PROMOTE,
+                                        RollingBack: RESTORE)
+  journal held Resume                -> unchanged; HeldElsewhere(holder, id, delay) when the
+  by another                            holder's heartbeat is younger than takeover_after
+                                        (delay: what remains of it)
   any          RetireDue(e)          -> unchanged; Run RETIRE(e)      (e retiring and due)
   any          Retired(e)            -> e removed (Retiring -> Promoted when none left);
                                         Persist, Emit Retired
@@ -58,6 +70,7 @@ from vaultbridge.rotation.events import (
     Emit,
     Event,
     Failed,
+    HeldElsewhere,
     Persist,
     Resume,
     RetireBlocked,
@@ -91,6 +104,7 @@ __all__ = [
     "Emit",
     "Event",
     "Failed",
+    "HeldElsewhere",
     "InvalidTransition",
     "Persist",
     "Resume",

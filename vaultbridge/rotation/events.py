@@ -124,4 +124,14 @@ class RetryAfter:
     entity: str | None = None
 
 
-Effect = Persist | Emit | Run | RetryAfter
+@dataclass(frozen=True)
+class HeldElsewhere:
+    """The rotation in flight is driven by another engine (``holder``) that was heard of
+    recently: do nothing now; it may be taken over after ``delay`` of silence from it."""
+
+    holder: str
+    rotation_id: str
+    delay: timedelta
+
+
+Effect = Persist | Emit | Run | RetryAfter | HeldElsewhere

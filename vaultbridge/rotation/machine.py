@@ -27,6 +27,7 @@ from vaultbridge.rotation.events import (
     Emit,
     Event,
     Failed,
+    HeldElsewhere,
     Persist,
     Resume,
     RetireBlocked,
@@ -49,6 +50,8 @@ class Context:
     """Everything ``step`` needs from outside: time, randomness and per-credential settings.
 
     ``retire_after`` is None when there is nothing to retire (any target but cephx alternate).
+    ``holder`` names the engine stepping the machine (journals it writes are held by it);
+    another holder's journal is taken over after ``takeover_after`` of silence.
     """
 
     now: datetime
@@ -57,6 +60,8 @@ class Context:
     jitter: float = 0.5
     retire_after: timedelta | None = None
     keep_prior: int = 1
+    holder: str | None = None
+    takeover_after: timedelta = timedelta(seconds=30)
 
 
 # The action that continues a journal step after a restart.
@@ -118,6 +123,8 @@ def _start(status: Status, event: Start, ctx: Context) -> tuple[Status, tuple[Ef
         started_at=ctx.now,
         attempt=1,
         entity=event.entity,
+        holder=ctx.holder,
+        heartbeat=ctx.now,
     )
     new = _touch(
         replace(status, phase=Phase.PENDING, rotation=journal, pending_version=event.version),
@@ -136,7 +143,12 @@ def _resume(status: Status, ctx: Context) -> tuple[Status, tuple[Effect, ...]]:
     journal = status.rotation
     if journal is None:
         return status, ()
-    journal = replace(journal, attempt=journal.attempt + 1)
+    if journal.holder is not None and journal.holder != ctx.holder and journal.heartbeat:
+        silent = ctx.now - journal.heartbeat
+        if silent < ctx.takeover_after:  # the holder may still be at it
+            delay = min(ctx.takeover_after - silent, ctx.takeover_after)  # clocks may differ
+            return status, (HeldElsewhere(journal.holder, journal.id, delay),)
+    journal = _held(replace(journal, attempt=journal.attempt + 1), ctx)
     action = RESUME_ACTIONS[journal.step]
     new = _touch(replace(status, rotation=journal), ctx)
     return new, (
@@ -175,7 +187,7 @@ def _failed(status: Status, event: Failed, ctx: Context) -> tuple[Status, tuple[
     if event.action is Action.RESTORE:
         return _rollback_failed(status, journal, event, ctx)
     rolling_back = replace(
-        journal,
+        _held(journal, ctx),
         step=JournalStep.ROLLING_BACK,
         reason=event.reason,
         message=event.message,
@@ -198,7 +210,7 @@ def _failed(status: Status, event: Failed, ctx: Context) -> tuple[Status, tuple[
 def _advance(
     status: Status, journal: Journal, to_step: JournalStep, phase: Phase, ctx: Context
 ) -> tuple[Status, tuple[Effect, ...]]:
-    journal = replace(journal, step=to_step)
+    journal = replace(_held(journal, ctx), step=to_step)
     new = _touch(replace(status, phase=phase, rotation=journal), ctx)
     next_action = RESUME_ACTIONS[to_step]
     return new, (
@@ -317,13 +329,15 @@ def _rollback_failed(
 ) -> tuple[Status, tuple[Effect, ...]]:
     """Restoring failed: keep the journal (step RollingBack) so the next Resume restores again.
 
-    Always retried, whatever ``transient`` says: Ceph may hold an unverified credential.
+    Always retried, whatever ``transient`` says: Ceph may hold an unverified credential. The
+    journal is released (no holder): whichever engine comes next may resume it at once.
     """
     failures = status.consecutive_failures + 1
     delay = backoff_delay(failures, ctx.jitter)
     message = f"rollback failed for version {journal.version}: {event.message}"
     new = replace(
         status,
+        rotation=replace(journal, holder=None, heartbeat=None),
         phase=Phase.FAILED,
         consecutive_failures=failures,
         next_retry_time=ctx.now + delay,
@@ -378,6 +392,11 @@ def _retired(status: Status, event: Retired, ctx: Context) -> tuple[Status, tupl
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _held(journal: Journal, ctx: Context) -> Journal:
+    """The journal as written now by the engine stepping the machine."""
+    return replace(journal, holder=ctx.holder, heartbeat=ctx.now)
 
 
 def _expect(status: Status, event: Succeeded | Failed, action: Action) -> Journal:
