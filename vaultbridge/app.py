@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from vaultbridge.ceph import (
@@ -518,6 +518,7 @@ def build(
         CephMon(ceph_conn) if ceph_conn else _NoCeph(),
         observer=observer,
         cephx=CephxMon(ceph_conn) if ceph_conn else None,
+        takeover_after=timedelta(seconds=settings.rotation.takeover_after),
     )
     app = App(settings, kube, crs, engine, vault_client, ceph_conn)
     for closer in (

@@ -10,6 +10,7 @@ import atexit
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -115,6 +116,22 @@ def print_outcome(outcome: Outcome, output: str) -> None:
     click.echo(f"{prefix}{outcome.message}{reason}", err=stream_is_err)
 
 
+def waiting_out_another_holder(app: application.App, run: Callable[[], Outcome]) -> Outcome:
+    """``run()``, and again while another engine holds the credential's rotation in flight
+    (until it finishes, or falls silent and may be taken over), for at most three times the
+    takeover time."""
+    deadline = time.monotonic() + 3 * app.settings.rotation.takeover_after
+    outcome = run()
+    while outcome.result == "in-flight" and outcome.retry_after is not None:
+        wait = outcome.retry_after.total_seconds() + 0.2
+        if time.monotonic() + wait > deadline:
+            break
+        click.echo(f"{outcome.message}; waiting {wait:.0f} s", err=True)
+        time.sleep(wait)
+        outcome = run()
+    return outcome
+
+
 @main.command()
 @click.argument("credential", metavar="NS/NAME", callback=parse_ref)
 @click.option(
@@ -125,11 +142,15 @@ def sync(credential: CredentialRef, dry_run: bool, output: str) -> None:
     """Propagate the latest Vault version (or the Secret's edit) to Ceph now.
 
     Exits 0 only when the version is applied, verified and promoted (or, with --dry-run, when
-    the plan is valid).
+    the plan is valid). A rotation of this credential in flight in another vaultbridge is
+    waited for; one whose process has been silent for VAULTBRIDGE_ROTATION__TAKEOVER_AFTER
+    seconds (default 30) is taken over and finished.
     """
     with clear_errors():
-        engine = open_app().engine
-        outcome = engine.sync(credential, dry_run=dry_run)
+        app = open_app()
+        outcome = waiting_out_another_holder(
+            app, lambda: app.engine.sync(credential, dry_run=dry_run)
+        )
     print_outcome(outcome, output)
     sys.exit(0 if outcome.ok else 1)
 
@@ -139,9 +160,15 @@ def sync(credential: CredentialRef, dry_run: bool, output: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Precheck only: print the plan, change nothing.")
 @output_option
 def rotate(credential: CredentialRef, dry_run: bool, output: str) -> None:
-    """A new credential now: generated into Vault when spec.generate, else the same as sync."""
+    """A new credential now: generated into Vault when spec.generate, else the same as sync.
+
+    A rotation in flight in another vaultbridge is waited for, as with sync.
+    """
     with clear_errors():
-        outcome = open_app().engine.rotate(credential, dry_run=dry_run)
+        app = open_app()
+        outcome = waiting_out_another_holder(
+            app, lambda: app.engine.rotate(credential, dry_run=dry_run)
+        )
     print_outcome(outcome, output)
     sys.exit(0 if outcome.ok else 1)
 
@@ -156,9 +183,15 @@ def rotate(credential: CredentialRef, dry_run: bool, output: str) -> None:
 )
 @output_option
 def rollback(credential: CredentialRef, to_version: int | None, output: str) -> None:
-    """Go back to an earlier verified version (Ceph, the Secret and the Vault labels)."""
+    """Go back to an earlier verified version (Ceph, the Secret and the Vault labels).
+
+    A rotation in flight in another vaultbridge is waited for, as with sync.
+    """
     with clear_errors():
-        outcome = open_app().engine.rollback(credential, to_version=to_version)
+        app = open_app()
+        outcome = waiting_out_another_holder(
+            app, lambda: app.engine.rollback(credential, to_version=to_version)
+        )
     print_outcome(outcome, output)
     sys.exit(0 if outcome.ok else 1)
 

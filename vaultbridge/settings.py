@@ -123,6 +123,12 @@ class ControllerSettings(BaseModel):
     identity: str | None = None  # default: hostname + pid
 
 
+class RotationSettings(BaseModel):
+    # seconds another engine's rotation must go unheard of (no journal write) before this one
+    # takes it over; an engine rewrites a long rotation's journal every third of it
+    takeover_after: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -137,6 +143,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    rotation: RotationSettings = Field(default_factory=RotationSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

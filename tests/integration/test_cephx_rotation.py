@@ -256,7 +256,7 @@ def test_kill_9_between_apply_and_promote_then_restart_completes(
     assert status["rotation"]["version"] == 2 and status["rotation"]["entity"] == f"{base}.2"
     assert secret_cephx(api, ns) == before  # nothing promoted yet
     assert f"{base}.2" in entities(testenv, base)
-    resumed = run_cli(testenv, "sync", f"{ns}/cred")
+    resumed = run_cli(testenv, "sync", f"{ns}/cred", VAULTBRIDGE_ROTATION__TAKEOVER_AFTER="2")
     assert resumed.returncode == 0, resumed.stderr
     status = get_cr(api, ns, "cred")["status"]
     assert status["rotation"] is None and status["currentEntity"] == f"{base}.2"

@@ -6,9 +6,11 @@ import base64
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -492,8 +494,10 @@ def test_kill_9_mid_rotation_then_restart_completes(
     assert journal is not None and journal["version"] == v2
     # the old credential is still what the Secret holds: nothing is lost
     assert secret_value(api, ns) == "old-credential"
-    resumed = run_cli(testenv, "sync", f"{ns}/cred")
+    # the killed process held the journal: it is taken over once silent for takeover_after
+    resumed = run_cli(testenv, "sync", f"{ns}/cred", VAULTBRIDGE_ROTATION__TAKEOVER_AFTER="2")
     assert resumed.returncode == 0, resumed.stderr
+    assert "is in flight in" in resumed.stderr  # it waited for the holder to fall silent
     status = get_cr(api, ns, "cred")["status"]
     assert status["rotation"] is None and status["currentVersion"] == v2
     assert ceph_config(testenv, who, "rgw_keystone_admin_password") == "new-credential"
@@ -677,3 +681,49 @@ def test_a_journal_taken_over_by_another_writer_is_not_overwritten(
     # our next status write found the status changed by another writer: it stopped there
     assert (outcome.result, outcome.reason) == ("in-flight", "RotationInFlight"), outcome
     assert get_cr(api, ns, "cred")["status"]["rotation"]["id"] == "other-writer"
+
+
+def test_a_rotation_a_live_engine_drives_is_not_taken_over(
+    testenv: Environment,
+    api: k8s.ApiClient,
+    ns: str,
+    app: application.App,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CLI sync while the controller's engine rotates the same credential slowly waits for
+    it, however long it lasts: the engine's heartbeat keeps the journal its own."""
+    path, ref = synced_credential(testenv, api, ns, app, "live-holder")
+    version = vault_put(testenv, path, {"value": "two"})
+    app.engine.takeover_after = timedelta(seconds=1.5)  # a heartbeat every 0.5 s
+    monkeypatch.setenv("VAULTBRIDGE_FAULT", "pause-after:Apply:5")  # a mon slow for 5 s
+    heartbeats: set[str] = set()
+    done = threading.Event()
+
+    def watch_journal() -> None:
+        while not done.is_set():
+            journal = get_cr(api, ns, "cred")["status"].get("rotation")
+            if journal is not None:
+                heartbeats.add(journal["heartbeatAt"])
+            time.sleep(0.1)
+
+    with ThreadPoolExecutor(2) as pool:
+        rotation = pool.submit(app.engine.sync, ref)
+        wait_during(rotation, lambda: get_cr(api, ns, "cred")["status"].get("rotation") is not None)
+        watcher = pool.submit(watch_journal)
+        # another process takes over a journal silent for 3 s: the engine's never is, although
+        # it does nothing else for 5 s
+        other = run_cli(testenv, "sync", f"{ns}/cred", VAULTBRIDGE_ROTATION__TAKEOVER_AFTER="3")
+        outcome = rotation.result()
+        done.set()
+        watcher.result()
+    assert (outcome.result, outcome.version) == ("promoted", version), outcome
+    assert other.returncode == 0, other.stderr
+    assert "is in flight in" in other.stderr  # it waited for the holder
+    assert len(heartbeats) >= 2, heartbeats  # the journal was rewritten while Apply was paused
+    status = get_cr(api, ns, "cred")["status"]
+    promoted = [h for h in status["history"] if h["version"] == version]
+    assert status["rotation"] is None and status["currentVersion"] == version
+    assert [h["result"] for h in promoted] == ["Promoted"]  # one rotation, never resumed
+    assert not [
+        e for e in events_for(api, ns, "cred") if "RotationResumed" in e["note"] + e["reason"]
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -84,3 +85,40 @@ def test_a_timer_that_raises_does_not_stop_the_others() -> None:
     timers.call_later(0.0, boom)
     timers.call_later(0.01, done.set)
     assert done.wait(2)
+
+
+def test_the_journal_keeps_a_long_rotation_alive_and_never_drops_its_final_status() -> None:
+    from vaultbridge.engine.engine import _Journal
+
+    pool = ThreadPoolExecutor(max_workers=4)
+    writes: list[tuple[str, int]] = []
+
+    def save(label: str, beats: int) -> None:
+        writes.append((label, beats))
+
+    def refreshed(args: tuple[object, ...]) -> tuple[object, ...] | None:
+        label, beats = args
+        assert isinstance(beats, int)
+        return None if label == "final" else (label, beats + 1)  # no journal: nothing to beat
+
+    def soon(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not check():
+            assert time.monotonic() < deadline, writes
+            time.sleep(0.01)
+
+    with _Journal(pool, Timers(), defer=10) as journal:
+        journal.keep_alive(0.05, refreshed)
+        journal.submit_status(save, "claim", 0, claim=True)
+        soon(lambda: len(writes) >= 3)
+        assert writes[:3] == [("claim", 0), ("claim", 1), ("claim", 2)]  # rewritten, fresher
+        journal.submit_status(save, "step", 0, claim=False)  # held back: a beat sends it now
+        soon(lambda: ("step", 1) in writes)
+        journal.submit_status(save, "final", 0, claim=False)
+        time.sleep(0.2)  # beats fall due meanwhile: they must leave the final status alone
+        assert ("final", 0) not in writes  # still held back (defer), not dropped or beaten
+    assert writes[-1] == ("final", 0)
+    count = len(writes)
+    time.sleep(0.15)
+    assert len(writes) == count  # no heartbeat after the rotation
+    pool.shutdown()

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import random
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -125,6 +127,9 @@ class _Journal:
         self.timer: Timer | None = None
         self.held_events: list[tuple[str, str]] = []
         self.send_event: Callable[[Literal["Normal", "Warning"], str, str], None] | None = None
+        self.last: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
+        self.beat: Timer | None = None
+        self.closed = False
 
     def event(
         self,
@@ -217,6 +222,26 @@ class _Journal:
             self.deferred = (fn, args, kwargs)
             self._arm()
 
+    def keep_alive(
+        self, every: float, refreshed: Callable[[tuple[Any, ...]], tuple[Any, ...] | None]
+    ) -> None:
+        """While the rotation lasts, write the latest status again every ``every`` seconds,
+        its arguments passed through ``refreshed`` (a fresh heartbeat; None: nothing to keep
+        alive any more): the journal shows its holder is still at it."""
+
+        def beat() -> None:
+            with self.lock:
+                latest = self.deferred or self.last
+                fresh = refreshed(latest[1]) if latest is not None else None
+                if self.closed or latest is None or fresh is None:
+                    return  # over, or its final status is on its way: nothing to keep alive
+                self.deferred = None  # what was held back goes out now, with the heartbeat
+                self._send(latest[0], fresh, latest[2])
+                self.beat = self.timers.call_later(every, beat)
+
+        with self.lock:
+            self.beat = self.timers.call_later(every, beat)
+
     def flush(self) -> None:
         """Send the deferred status write now, then what waits for it (held Events stay held)."""
         with self.lock:
@@ -229,6 +254,7 @@ class _Journal:
             self.after_status = []
 
     def _send(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.last = (fn, args, {k: v for k, v in kwargs.items() if k != "expect_version"})
         call = functools.partial(self._unless_failed, fn, *args, **kwargs)
         self.pending.append(self.status_lane.submit(call))
 
@@ -266,9 +292,11 @@ class _Journal:
         finally:
             with self.lock:
                 self.deferred_side = None  # the rotation is over: its pending label is moot
-                if self.timer is not None:
-                    self.timer.cancel()
-                    self.timer = None
+                self.closed = True
+                for timer in (self.timer, self.beat):
+                    if timer is not None:
+                        timer.cancel()
+                self.timer = self.beat = None
                 self._send_events()
 
 
@@ -355,6 +383,8 @@ class Engine:
         jitter: Callable[[], float] = random.random,
         observer: Observer | None = None,
         cephx: CephxStore | None = None,
+        holder: str | None = None,
+        takeover_after: timedelta = timedelta(seconds=30),
     ) -> None:
         self.credentials = credentials
         self.secrets = secrets
@@ -364,6 +394,11 @@ class Engine:
         self.clock = clock
         self.jitter = jitter
         self.observer = observer
+        # who drives the rotations this engine journals: another engine (a CLI sync, the next
+        # leader) takes one over only after this one has been silent for takeover_after; a
+        # rotation that takes long writes its journal again every third of that
+        self.holder = holder or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.takeover_after = takeover_after
         self._local = threading.local()
         # sized for the controller's largest worker count (64): two reads and two journal
         # lanes per rotation in flight; threads are only started when there is work for them
@@ -705,6 +740,7 @@ class Engine:
         try:
             with _Journal(self._bookkeeping, self._timers) as journal:
                 job.journal = journal
+                journal.keep_alive(self.takeover_after.total_seconds() / 3, self._heartbeat)
                 while True:
                     status, effects = rotation.step(status, event, self._context(credential))
                     next_event: rotation.Event | None = None
@@ -731,6 +767,8 @@ class Engine:
                             self._observe(ref, effect.reason, effect.message)
                         elif isinstance(effect, rotation.RetryAfter):
                             retry_after = effect.delay
+                        elif isinstance(effect, rotation.HeldElsewhere):
+                            return self._held_elsewhere(credential, effect)
                         elif isinstance(effect, rotation.Run):
                             if effect.action not in OVERLAPPING_ACTIONS:
                                 # durable before a side effect; Vault's pending label is
@@ -756,6 +794,33 @@ class Engine:
                 reason="RotationInFlight",
             )
         return self._outcome(ref, status, job, retry_after)
+
+    def _heartbeat(self, save_args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The arguments of a status write, with the journal's heartbeat set to now (None when
+        no rotation is in flight any more)."""
+        credential, status = save_args
+        if status.rotation is None:
+            return None
+        journal = replace(status.rotation, holder=self.holder, heartbeat=self.clock())
+        return credential, replace(status, rotation=journal)
+
+    def _held_elsewhere(
+        self, credential: CredentialObject, held: rotation.HeldElsewhere
+    ) -> Outcome:
+        seconds = held.delay.total_seconds()
+        message = (
+            f"{credential.ref}: rotation {held.rotation_id} is in flight in {held.holder}; it is "
+            f"taken over if that stays silent for {seconds:.0f} s more"
+        )
+        self._observe(credential.ref, "RotationInFlight", message)
+        return Outcome(
+            credential.ref,
+            "in-flight",
+            credential.status.current_version,
+            message,
+            reason="RotationInFlight",
+            retry_after=held.delay,
+        )
 
     def _run(self, job: _Job, run: rotation.Run) -> rotation.Event:
         action = run.action
@@ -1327,6 +1392,8 @@ class Engine:
             jitter=self.jitter(),
             retire_after=target.retire_after if alternate else None,  # type: ignore[union-attr]
             keep_prior=target.keep_prior if alternate else 1,  # type: ignore[union-attr]
+            holder=self.holder,
+            takeover_after=self.takeover_after,
         )
 
     def _blocked(

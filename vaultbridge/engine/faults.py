@@ -2,7 +2,8 @@
 
 ``VAULTBRIDGE_FAULT=hang-after:Apply`` blocks the process forever right after the Apply action
 succeeded (a test then ``kill -9``s it); ``crash-after:Verify`` SIGKILLs the process itself at
-that point; ``pause-after:Apply`` sleeps one second there (a slow mon, as a test sees it).
+that point; ``pause-after:Apply`` sleeps one second there (a slow mon, as a test sees it),
+``pause-after:Apply:4`` four seconds.
 Unset in production: the check is one dictionary lookup per action.
 """
 
@@ -23,6 +24,7 @@ def after(action: str) -> None:
     if not spec:
         return
     mode, _, where = spec.partition(":")
+    where, _, seconds = where.partition(":")
     if where.lower() != action.lower():
         return
     print(f"vaultbridge: fault point {spec} reached", file=sys.stderr, flush=True)
@@ -31,4 +33,4 @@ def after(action: str) -> None:
     if mode == "hang-after":
         threading.Event().wait()
     if mode == "pause-after":
-        time.sleep(1.0)
+        time.sleep(float(seconds or 1.0))
