@@ -184,3 +184,22 @@ def test_canary_never_leaks(
     assert CANARY not in caplog.text
     assert CANARY not in repr(secret) and CANARY not in str(secret.data)
     assert any(r.name.startswith("urllib3") for r in caplog.records)  # the loggers were on
+
+
+def test_tls_is_verified_against_the_configured_ca(tmp_path: Path) -> None:
+    server = start_openbao(tmp_path, tls=True)
+    try:
+        assert server.addr.startswith("https://") and server.ca_cert is not None
+        with VaultClient(server.addr, TokenAuthenticator(server.token), cacert=server.ca_cert) as c:
+            kv = KvV2Source(c)
+            assert kv.write("secret", "tls/x", {"value": Sensitive(CANARY)}, cas=0) == 1
+            assert kv.read("secret", "tls/x").data == {"value": Sensitive(CANARY)}
+            kv.set_labels("secret", "tls/x", current=1, previous=None, pending=None)
+            assert kv.metadata("secret", "tls/x").labels.current == 1
+        # the dev CA is not among the system's: without it the certificate is refused
+        with VaultClient(server.addr, TokenAuthenticator(server.token)) as client:
+            with pytest.raises(VaultError, match="TLS handshake with Vault") as err:
+                KvV2Source(client).read("secret", "tls/x")
+            assert CANARY not in "".join(traceback.format_exception(err.value))
+    finally:
+        server.stop()

@@ -4,7 +4,8 @@
 (passed through the environment, not the command line), and returns once the server answered
 ``/v1/sys/health`` as initialized and unsealed *and* the KV v2 mount ``secret/`` answered a read.
 Stop it with ``OpenBaoServer.stop()``; ``to_dict``/``from_dict`` let ``testenv/up`` and
-``testenv/down`` keep it in a state file.
+``testenv/down`` keep it in a state file. ``tls=True`` serves HTTPS with a CA and certificate the
+dev server generates (``-dev-tls``); ``ca_cert`` is then the CA file clients must trust.
 
 Only the standard library is used for the readiness probe: ``vaultbridge.testenv`` must not
 import hvac (see the import-linter contracts in pyproject.toml).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -49,6 +51,7 @@ class OpenBaoServer:
     pid: int
     log: Path
     started_in: float = field(default=0.0, compare=False)  # seconds from spawn to ready
+    ca_cert: Path | None = None  # with TLS: the CA that signed the server's certificate
 
     @property
     def port(self) -> int:
@@ -68,6 +71,7 @@ class OpenBaoServer:
             "pid": self.pid,
             "log": str(self.log),
             "started_in": self.started_in,
+            "ca_cert": None if self.ca_cert is None else str(self.ca_cert),
         }
 
     @classmethod
@@ -78,6 +82,7 @@ class OpenBaoServer:
             pid=int(data["pid"]),
             log=Path(data["log"]),
             started_in=float(data.get("started_in", 0.0)),
+            ca_cert=Path(data["ca_cert"]) if data.get("ca_cert") else None,
         )
 
 
@@ -94,7 +99,7 @@ def default_bao_binary() -> Path:
 
 
 def start_openbao(
-    workdir: Path, bao_binary: Path | None = None, *, port: int | None = None
+    workdir: Path, bao_binary: Path | None = None, *, port: int | None = None, tls: bool = False
 ) -> OpenBaoServer:
     """Start ``bao server -dev`` on 127.0.0.1 and wait until it serves KV v2 at ``secret/``.
 
@@ -115,7 +120,8 @@ def start_openbao(
     require_free(port + 1, "OpenBao cluster listener (API port + 1)")
 
     log = workdir / "bao.log"
-    addr = f"http://127.0.0.1:{port}"
+    addr = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    tls_dir = workdir / "tls"
     env = dict(os.environ)
     for leaked in ("BAO_TOKEN", "VAULT_TOKEN", "BAO_ADDR", "VAULT_ADDR"):
         env.pop(leaked, None)
@@ -129,6 +135,10 @@ def start_openbao(
         "-dev-no-store-token",
         f"-dev-listen-address=127.0.0.1:{port}",
     ]
+    if tls:
+        tls_dir.mkdir(exist_ok=True)
+        argv += ["-dev-tls", f"-dev-tls-cert-dir={tls_dir}"]
+    ca_cert = tls_dir / "vault-ca.pem" if tls else None
     started = time.monotonic()
     try:
         process = spawn(argv, log=log, env=env, cwd=workdir)
@@ -136,7 +146,7 @@ def start_openbao(
         raise TestenvError(f"OpenBao: cannot run {binary}: {exc.strerror}; {INSTALL_HINT}") from exc
     try:
         wait_until(
-            lambda: _ready(addr),
+            lambda: _ready(addr, ca_cert),
             what=f"OpenBao at {addr}",
             timeout=READY_TIMEOUT,
             process=process,
@@ -152,6 +162,7 @@ def start_openbao(
         pid=process.pid,
         log=log,
         started_in=time.monotonic() - started,
+        ca_cert=ca_cert,
     )
 
 
@@ -168,24 +179,39 @@ def _free_port_pair() -> int:
     raise TestenvError("OpenBao: found no two adjacent free ports on 127.0.0.1")
 
 
-def _ready(addr: str) -> bool:
-    health = _get_json(f"{addr}/v1/sys/health", token=None, ok=(200,))
+def _ready(addr: str, ca_cert: Path | None = None) -> bool:
+    if ca_cert is not None and not ca_cert.exists():
+        return False  # the dev server writes it as it starts
+    context = None if ca_cert is None else ssl.create_default_context(cafile=str(ca_cert))
+    health = _get_json(f"{addr}/v1/sys/health", token=None, ok=(200,), context=context)
     if not (health and health.get("initialized") and not health.get("sealed")):
         return False
     # KV v2 answers only after its upgrade step: a read of an absent key must give a clean 404
     # (while upgrading, KV v2 answers 400/500 "Upgrading from non-versioned to versioned data").
     return (
-        _get_json(f"{addr}/v1/secret/data/testenv-readiness-probe", token=ROOT_TOKEN, ok=(404,))
+        _get_json(
+            f"{addr}/v1/secret/data/testenv-readiness-probe",
+            token=ROOT_TOKEN,
+            ok=(404,),
+            context=context,
+        )
         is not None
     )
 
 
-def _get_json(url: str, *, token: str | None, ok: tuple[int, ...]) -> dict[str, Any] | None:
-    request = urllib.request.Request(url)  # noqa: S310 - fixed http://127.0.0.1 URL
+def _get_json(
+    url: str, *, token: str | None, ok: tuple[int, ...], context: ssl.SSLContext | None = None
+) -> dict[str, Any] | None:
+    request = urllib.request.Request(url)  # noqa: S310 - fixed http(s)://127.0.0.1 URL
     if token is not None:
         request.add_header("X-Vault-Token", token)
+    opener = _OPENER
+    if context is not None:
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     try:
-        with _OPENER.open(request, timeout=2) as response:
+        with opener.open(request, timeout=2) as response:
             status, body = response.status, response.read()
     except urllib.error.HTTPError as err:
         status, body = err.code, err.read()
