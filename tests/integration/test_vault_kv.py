@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import hvac
 import pytest
@@ -221,3 +223,33 @@ def test_a_proxy_for_the_vault_address_carries_every_request(
             kv.read("secret", unique())
         with pytest.raises(VaultUnavailable, match="cannot connect to Vault"):
             kv.set_labels("secret", unique(), current=1, previous=None, pending=None)
+
+
+def test_a_redirect_to_the_active_node_is_followed(bao: OpenBaoServer, root: hvac.Client) -> None:
+    # a standby answers every request with a redirect to the active node (here: the real one)
+    class Standby(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", bao.addr + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PATCH = answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    standby = ThreadingHTTPServer(("127.0.0.1", 0), Standby)
+    threading.Thread(target=standby.serve_forever, daemon=True).start()
+    try:
+        addr = f"http://127.0.0.1:{standby.server_address[1]}"
+        with VaultClient(addr, TokenAuthenticator(bao.token)) as client:
+            kv = KvV2Source(client)
+            path = unique()
+            assert kv.write("secret", path, {"value": s("via-standby")}, cas=0) == 1
+            assert kv.read("secret", path).data == {"value": s("via-standby")}
+            kv.set_labels("secret", path, current=1, previous=None, pending=None)
+        metadata = root.secrets.kv.v2.read_secret_metadata(path, mount_point="secret")
+        assert metadata["data"]["custom_metadata"] == {"vaultbridge-current": "1"}
+    finally:
+        standby.shutdown()
