@@ -254,6 +254,7 @@ class _Journal:
             self.after_status = []
 
     def _send(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        # what a heartbeat writes again: never as a claim (that precondition held once)
         self.last = (fn, args, {k: v for k, v in kwargs.items() if k != "expect_version"})
         call = functools.partial(self._unless_failed, fn, *args, **kwargs)
         self.pending.append(self.status_lane.submit(call))
@@ -801,8 +802,9 @@ class Engine:
         credential, status = save_args
         if status.rotation is None:
             return None
-        journal = replace(status.rotation, holder=self.holder, heartbeat=self.clock())
-        return credential, replace(status, rotation=journal)
+        return credential, replace(
+            status, rotation=status.rotation.held_by(self.holder, self.clock())
+        )
 
     def _held_elsewhere(
         self, credential: CredentialObject, held: rotation.HeldElsewhere

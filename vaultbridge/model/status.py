@@ -124,6 +124,10 @@ class Journal:
     holder: str | None = None
     heartbeat: datetime | None = None
 
+    def held_by(self, holder: str | None, now: datetime) -> Journal:
+        """The journal as ``holder`` writes it at ``now``."""
+        return replace(self, holder=holder, heartbeat=now)
+
 
 @dataclass(frozen=True)
 class Retirement:

@@ -396,7 +396,7 @@ def _retired(status: Status, event: Retired, ctx: Context) -> tuple[Status, tupl
 
 def _held(journal: Journal, ctx: Context) -> Journal:
     """The journal as written now by the engine stepping the machine."""
-    return replace(journal, holder=ctx.holder, heartbeat=ctx.now)
+    return journal.held_by(ctx.holder, ctx.now)
 
 
 def _expect(status: Status, event: Succeeded | Failed, action: Action) -> Journal:
