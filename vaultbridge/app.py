@@ -42,6 +42,7 @@ from vaultbridge.model.spec import (
     ConfigTarget,
     CredentialRef,
     CredentialSpec,
+    DeletionPolicy,
     SpecError,
     parse_spec,
 )
@@ -94,6 +95,10 @@ class KubeCredentials:
         except (KeyError, TypeError, ValueError, PreconditionError):
             return None
 
+    def set_finalizer(self, credential: CredentialObject, finalizer: str, *, present: bool) -> None:
+        ref = credential.ref
+        self.crs.set_finalizer(ref.namespace, ref.name, finalizer, present)
+
 
 def credential_from(raw: Mapping[str, Any]) -> CredentialObject:
     metadata = raw["metadata"]
@@ -111,15 +116,17 @@ def credential_from(raw: Mapping[str, Any]) -> CredentialObject:
         status=Status.from_dict(raw.get("status")),
         api_version=raw.get("apiVersion", "vaultbridge.io/v1alpha1"),
         kind=raw.get("kind", "CredentialRotation"),
+        created=metadata.get("creationTimestamp"),
+        deleting=bool(metadata.get("deletionTimestamp")),
+        finalizers=tuple(metadata.get("finalizers") or ()),
     )
 
 
 def _stored(secret: OwnedSecret) -> StoredSecret:
-    controller = secret.controller
     return StoredSecret(
         data=secret.data,
         annotations=dict(secret.annotations),
-        controller_uid=str(controller["uid"]) if controller else None,
+        controller_uid=secret.linked_uid,
         handle=secret,
     )
 
@@ -144,6 +151,7 @@ class KubeSecrets:
         annotations: Mapping[str, str],
         adopt: bool,
         known: StoredSecret | None = None,
+        policy: DeletionPolicy | None = None,
     ) -> StoredSecret | None:
         spec = credential.spec
         is_main = name == spec.secret.name
@@ -155,7 +163,13 @@ class KubeSecrets:
         written = self.sink.write(
             credential.ref.namespace,
             name,
-            OwnerInfo(credential.api_version, credential.kind, credential.ref.name, credential.uid),
+            OwnerInfo(
+                credential.api_version,
+                credential.kind,
+                credential.ref.name,
+                credential.uid,
+                credential.created,
+            ),
             [(o.api_version, o.kind, o.name) for o in spec.secret.extra_owners] if is_main else [],
             data,
             annotations.get(VERSION_ANNOTATION, "preimage"),
@@ -165,12 +179,16 @@ class KubeSecrets:
             known=known.handle
             if known is not None and isinstance(known.handle, OwnedSecret)
             else None,
+            policy=policy,
         )
         self.written[(credential.ref.namespace, name)] = written.resource_version
         return _stored(written)
 
     def delete(self, namespace: str, name: str) -> None:
         self.sink.delete(namespace, name)
+
+    def release(self, namespace: str, name: str, owner_uid: str) -> bool:
+        return self.sink.release(namespace, name, owner_uid)
 
 
 class KubeEvents:

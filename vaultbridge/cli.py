@@ -71,9 +71,31 @@ def parse_ref(
         raise click.BadParameter(str(exc)) from None
 
 
-def open_app(*, vault: bool = True, ceph: bool = True) -> application.App:
+def rfc3339(value: Any) -> str:
+    """``json.dumps`` default: times as Kubernetes writes them (``2026-12-01T22:15:31Z``)."""
+    if isinstance(value, datetime):
+        text = value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+        return text.replace("+00:00", "Z")
+    return str(value)
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, indent=2, default=rfc3339)
+
+
+def cli_log_level() -> str:
+    """Warnings only, unless ``-v`` (INFO) or ``-vv`` (DEBUG) was given."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    verbose = int(obj.get("verbose", 0)) if isinstance(obj, dict) else 0
+    return {0: "WARNING", 1: "INFO"}.get(verbose, "DEBUG")
+
+
+def open_app(
+    *, vault: bool = True, ceph: bool = True, log_level: str | None = None
+) -> application.App:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(log_level or cli_log_level())
     app = application.build(settings, vault=vault, ceph=ceph)
     atexit.register(app.close)  # flushes queued Events before the process ends
     return app
@@ -81,12 +103,21 @@ def open_app(*, vault: bool = True, ceph: bool = True) -> application.App:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="vaultbridge")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more: -v for each step (INFO), -vv for DEBUG. Commands other than `run` log "
+    "warnings only by default; `run` logs at VAULTBRIDGE_LOG_LEVEL (INFO).",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
     """Keep Ceph credentials in step with Vault/OpenBao on Kubernetes.
 
     Settings come from VAULTBRIDGE_* environment variables (see README), e.g.
     VAULTBRIDGE_VAULT__ADDR, VAULTBRIDGE_KUBE__KUBECONFIG, VAULTBRIDGE_CEPH__CONF.
     """
+    ctx.obj = {"verbose": verbose}
 
 
 def print_outcome(outcome: Outcome, output: str) -> None:
@@ -215,7 +246,7 @@ def status(credential: CredentialRef | None, output: str) -> None:
         app = open_app(vault=False, ceph=False)
         rows = app.status_rows(credential)
     if output == "json":
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(dump(rows))
         return
     now = datetime.now(UTC)
     table = [
@@ -257,7 +288,7 @@ def history(credential: CredentialRef, output: str) -> None:
         app = open_app(vault=False, ceph=False)
         entries = app.history_rows(credential)
     if output == "json":
-        click.echo(json.dumps(entries, indent=2, default=str))
+        click.echo(dump(entries))
         return
     click.echo(
         tabulate(
@@ -283,10 +314,10 @@ def check(output: str) -> None:
     """Can vaultbridge reach Vault, Kubernetes and Ceph, and is it allowed to do its job?"""
     with clear_errors():
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(cli_log_level())
         results = application.check(settings)
     if output == "json":
-        click.echo(json.dumps([r.__dict__ for r in results], indent=2))
+        click.echo(dump([r.__dict__ for r in results]))
     else:
         click.echo(
             tabulate(
@@ -358,7 +389,7 @@ def report(output: str) -> None:
         now = datetime.now(UTC)
         rows = report_rows(app, now)
     if output == "json":
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(dump(rows))
         return
     if output == "csv":
         import csv
@@ -368,7 +399,7 @@ def report(output: str) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["credential"])
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            writer.writerow({k: ("" if v is None else rfc3339(v)) for k, v in row.items()})
         click.echo(buffer.getvalue(), nl=False)
         return
     click.echo(
@@ -401,10 +432,33 @@ def report(output: str) -> None:
 
 
 @main.command()
+@click.argument("credential", metavar="NS/NAME", callback=parse_ref)
+@click.option(
+    "--keep-ceph",
+    is_flag=True,
+    help="Release the CredentialRotation without removing its cephx entities from Ceph.",
+)
+@output_option
+def finalize(credential: CredentialRef, keep_ceph: bool, output: str) -> None:
+    """Finish deleting a CredentialRotation that waits for vaultbridge.
+
+    Only a cephx target with deletionPolicy: Delete waits (finalizer
+    vaultbridge.io/cephx-cleanup) once deleted: a running controller removes its entities from
+    Ceph, or this command does, when no mon lists a session for any of them. Exits 1 with the
+    reason while one still does. --keep-ceph releases it at once and leaves Ceph as it is.
+    """
+    with clear_errors():
+        app = open_app()
+        outcome = app.engine.finalize(credential, remove=not keep_ceph)
+    print_outcome(outcome, output)
+    sys.exit(0 if outcome.ok else 1)
+
+
+@main.command()
 def run() -> None:
     """The controller: watch CredentialRotations and Secrets and reconcile them until stopped."""
     with clear_errors():
-        app = open_app()
+        app = open_app(log_level=load_settings().log_level)
         app.run_controller()
 
 

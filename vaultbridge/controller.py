@@ -31,9 +31,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vaultbridge.engine.deletion import CEPHX_FINALIZER
 from vaultbridge.engine.engine import PREIMAGE_SUFFIX, Outcome
 from vaultbridge.kube import (
     KIND,
+    OWNER_ANNOTATION,
+    OWNER_UID_ANNOTATION,
     KubeError,
     KubeNotFound,
     KubeWatchExpired,
@@ -76,6 +79,7 @@ class Entry:
     spec: CredentialSpec | None
     status: Status
     deleting: bool = False
+    finalizers: tuple[str, ...] = ()
 
 
 def default_identity() -> str:
@@ -187,6 +191,7 @@ class Controller:
             spec=spec,
             status=Status.from_dict(raw.get("status")),
             deleting=bool(metadata.get("deletionTimestamp")),
+            finalizers=tuple(metadata.get("finalizers") or ()),
         )
 
     def sources(self) -> list[Source[CredentialRef]]:
@@ -249,9 +254,20 @@ class Controller:
             return
         entry = self._entry(raw)
         ref = entry.ref
+        if kind != "DELETED" and entry.deleting and CEPHX_FINALIZER in entry.finalizers:
+            # waits for us: the engine removes its cephx entities, then releases it
+            with self._index_lock:
+                old = self.index.get(ref)
+                self.index[ref] = entry
+            self.schedules.remove(ref)
+            if old is None or not old.deleting:
+                self.enqueue(ref, trigger)
+            return
         if kind == "DELETED" or entry.deleting:
             with self._index_lock:
-                self.index.pop(ref, None)
+                gone = self.index.pop(ref, None)
+            if kind == "DELETED" and gone is not None:
+                self._release_secret(gone)
             self.schedules.remove(ref)
             self._invalid_schedules.pop(ref, None)
             self.queue.forget(ref)
@@ -265,6 +281,43 @@ class Controller:
         changed = old is None or old.generation != entry.generation or old.uid != entry.uid
         if changed:
             self.enqueue(ref, trigger)
+
+    def _release_secret(self, gone: Entry) -> None:
+        """The CR is gone: a Secret it retained loses vaultbridge's label and link (best
+        effort; without a controller they stay, inert: they name a uid that no longer is)."""
+        if gone.spec is None:
+            return
+        try:
+            self.app.engine.secrets.release(gone.ref.namespace, gone.spec.secret.name, gone.uid)
+        except BackendError as exc:
+            log.warning("%s: could not release its retained Secret: %s", gone.ref, exc)
+
+    def _release_orphans(self, secrets: list[dict[str, Any]]) -> None:
+        """Release retained Secrets whose CR was deleted while no controller ran. The CR is read
+        first: only a Secret whose CR is gone (or is another object by now) is released."""
+        for obj in secrets:
+            metadata = obj.get("metadata") or {}
+            annotations = metadata.get("annotations") or {}
+            uid, name = annotations.get(OWNER_UID_ANNOTATION), annotations.get(OWNER_ANNOTATION)
+            if not uid or not name:
+                continue
+            namespace = str(metadata.get("namespace", ""))
+            with self._index_lock:
+                known = self.index.get(CredentialRef(namespace, str(name)))
+            if known is not None and known.uid == uid:
+                continue
+            try:
+                try:
+                    live = self.app.crs.get(namespace, str(name))
+                    if (live.get("metadata") or {}).get("uid") == uid:
+                        continue
+                except KubeNotFound:
+                    pass
+                self.app.engine.secrets.release(namespace, str(metadata.get("name")), uid)
+            except BackendError as exc:
+                log.warning(
+                    "could not release Secret %s/%s: %s", namespace, metadata.get("name"), exc
+                )
 
     def _sync_schedule(self, entry: Entry, raw: dict[str, Any]) -> None:
         spec = entry.spec
@@ -331,6 +384,15 @@ class Controller:
         name = str(metadata.get("name", ""))
         if name.endswith(PREIMAGE_SUFFIX):
             return None  # the engine's own rollback stash
+        annotations = metadata.get("annotations") or {}
+        linked = annotations.get(OWNER_UID_ANNOTATION)
+        if linked:  # a retained Secret: linked by annotations, not by an ownerReference
+            ref = CredentialRef(
+                str(metadata.get("namespace", "")), str(annotations.get(OWNER_ANNOTATION))
+            )
+            with self._index_lock:
+                entry = self.index.get(ref)
+            return ref if entry is not None and entry.uid == linked else None
         for owner in metadata.get("ownerReferences") or []:
             if owner.get("controller") and owner.get("kind") == KIND:
                 ref = CredentialRef(str(metadata.get("namespace", "")), str(owner.get("name")))
@@ -360,6 +422,8 @@ class Controller:
                 if seen is not None:
                     for obj in self._changed_while_away(seen, snapshot.items):
                         self._secret_changed(obj)
+                else:
+                    self._release_orphans(snapshot.items)
                 seen = {_key(obj): obj for obj in snapshot.items}
                 self._watch_ok["secrets"] = True
                 self._secrets_watched.set()

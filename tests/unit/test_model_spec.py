@@ -390,3 +390,50 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=r"invalid duration .*: expected a number and unit"):
         parse_duration(text)
+
+
+# -- deletion policies -----------------------------------------------------------------------
+
+
+def test_deletion_policies_default_to_none_and_retain() -> None:
+    spec = parse_spec(base())
+    assert spec.secret.deletion_policy is None  # Delete if created, Retain if adopted
+    cephx = parse_spec(base(target={"cephx": {"entity": "client.a"}}))
+    assert isinstance(cephx.target, CephxTarget)
+    assert cephx.target.deletion_policy == "Retain"
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_deletion_policies_are_read(policy: str) -> None:
+    spec = parse_spec(base(secret={"name": "s", "deletionPolicy": policy}))
+    assert spec.secret.deletion_policy == policy
+    cephx = parse_spec(base(target={"cephx": {"entity": "client.a", "deletionPolicy": policy}}))
+    assert isinstance(cephx.target, CephxTarget)
+    assert cephx.target.deletion_policy == policy
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"secret": {"name": "s", "deletionPolicy": "Orphan"}},
+            "spec.secret.deletionPolicy: must be Retain or Delete, got 'Orphan'",
+        ),
+        (
+            {"target": {"cephx": {"entity": "client.a", "deletionPolicy": "delete"}}},
+            "spec.target.cephx.deletionPolicy: must be Retain or Delete, got 'delete'",
+        ),
+        (
+            {"source": None, "secret": {"name": "s", "deletionPolicy": "Delete"}},
+            "spec.secret.deletionPolicy: Delete is not allowed without spec.source: the Secret "
+            "is the source, the user's own data, and is always retained",
+        ),
+    ],
+)
+def test_deletion_policy_problems(changes: dict[str, Any], expected: str) -> None:
+    assert problems(base(**changes)) == (expected,)
+
+
+def test_a_source_secret_may_say_retain() -> None:
+    spec = parse_spec(base(source=None, secret={"name": "s", "deletionPolicy": "Retain"}))
+    assert spec.source is None and spec.secret.deletion_policy == "Retain"

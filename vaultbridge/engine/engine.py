@@ -26,6 +26,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 from vaultbridge import rotation
 from vaultbridge.engine import faults
 from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver
+from vaultbridge.engine.deletion import CephxCleanup
 from vaultbridge.engine.lanes import Lane, Timer, Timers
 from vaultbridge.engine.ports import (
     CephStore,
@@ -46,6 +47,7 @@ from vaultbridge.model.spec import (
     ConfigTarget,
     CredentialRef,
     CredentialSpec,
+    DeletionPolicy,
     source_fields,
 )
 from vaultbridge.model.status import Status
@@ -62,7 +64,9 @@ ABSENT_ANNOTATION = "vaultbridge.io/absent-keys"
 PREIMAGE_SUFFIX = "-vaultbridge-preimage"
 CARRIED_OVER_FIELDS = frozenset({"user", "username", "userid", "id", "name", "entity"})
 
-Result = Literal["promoted", "unchanged", "rolled-back", "failed", "planned", "in-flight"]
+Result = Literal[
+    "promoted", "unchanged", "rolled-back", "failed", "planned", "in-flight", "finalized"
+]
 
 
 @dataclass
@@ -79,7 +83,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.result in ("promoted", "unchanged", "planned")
+        return self.result in ("promoted", "unchanged", "planned", "finalized")
 
 
 # Actions that may run while the journal write before them is still in flight. SNAPSHOT and
@@ -414,6 +418,7 @@ class Engine:
         # each Secret as this engine last wrote it: what a rotation from the CR's copy starts
         # with (a stale one costs the Secret write a conflict and a re-read, nothing more)
         self._secret_copies: dict[tuple[str, str], StoredSecret] = {}
+        self.cleanup = CephxCleanup(credentials, events, self._cephx, jitter)
 
     # -- Secret reads, cached for the length of one rotation -------------------------------------
 
@@ -509,12 +514,30 @@ class Engine:
     # -- entry points -------------------------------------------------------------------------
 
     def sync(self, ref: CredentialRef, *, dry_run: bool = False) -> Outcome:
-        """Propagate the latest Vault version (or the Secret's data) to Ceph now."""
-        return self._rotate(ref, generate=False, to_version=None, dry_run=dry_run)
+        """Propagate the latest Vault version (or the Secret's data) to Ceph now, then retire
+        the earlier cephx generations whose grace has passed."""
+        outcome = self._rotate(ref, generate=False, to_version=None, dry_run=dry_run)
+        return outcome if dry_run else self._with_retirements(outcome)
 
     def rotate(self, ref: CredentialRef, *, dry_run: bool = False) -> Outcome:
-        """A new credential now: generated into Vault when ``spec.generate``, else a sync."""
-        return self._rotate(ref, generate=None, to_version=None, dry_run=dry_run)
+        """A new credential now: generated into Vault when ``spec.generate``, else a sync;
+        then the retirements that are due, as with :meth:`sync`."""
+        outcome = self._rotate(ref, generate=None, to_version=None, dry_run=dry_run)
+        return outcome if dry_run else self._with_retirements(outcome)
+
+    def finalize(self, ref: CredentialRef, *, remove: bool = True) -> Outcome:
+        """Finish the deletion of a CR that waits for vaultbridge (cephx ``deletionPolicy:
+        Delete``): remove its entities from Ceph (unless not ``remove``), release the CR."""
+        credential = self._read_cr(ref)
+        done = self.cleanup.finalize(credential, remove=remove)
+        return Outcome(
+            ref,
+            "finalized" if done.done else "failed",
+            credential.status.current_version,
+            done.message,
+            reason=done.reason,
+            retry_after=done.retry_after,
+        )
 
     def rollback(self, ref: CredentialRef, *, to_version: int | None = None) -> Outcome:
         """Roll Ceph, the Secret and the labels back to an earlier verified version."""
@@ -556,6 +579,9 @@ class Engine:
             if outcome is not None:
                 return self._with_retirements(outcome, copy.spec)
         credential = self._load(ref, read_vault=True)
+        if credential.deleting:
+            return self.finalize(ref)
+        self.cleanup.keep_finalizer(credential)
         if credential.status.rotation is not None:
             return self._with_retirements(self.resume(credential), credential.spec)
         if credential.spec.suspend:
@@ -612,6 +638,17 @@ class Engine:
                 return outcome
         if credential is None:
             credential = self._load(ref, read_vault=sync and generate is False)
+        if credential.deleting:
+            return Outcome(
+                ref,
+                "failed",
+                credential.status.current_version,
+                f"{ref} is being deleted; nothing is rotated (`vaultbridge finalize {ref}` "
+                "finishes a deletion that waits for vaultbridge)",
+                reason="BeingDeleted",
+            )
+        if not dry_run:
+            self.cleanup.keep_finalizer(credential)
         spec = credential.spec
         self._prefetch_secret(ref.namespace, spec.secret.name)  # overlaps the Vault reads
         resumed: Outcome | None = None
@@ -904,6 +941,7 @@ class Engine:
             present,
             annotations={ROTATION_ANNOTATION: job.rotation_id, ABSENT_ANNOTATION: ",".join(absent)},
             adopt=False,
+            policy="Delete",  # vaultbridge's own rollback data: it goes with the CR
         )
         self._wrote_secret(job.credential.ref.namespace, name)
         job.stash = "written"
@@ -933,6 +971,7 @@ class Engine:
             annotations=annotations,
             adopt=spec.secret.adopt,
             known=self._read_secret(*key),
+            policy=secret_policy(spec),
         )
         self._wrote_secret(*key)
         if written is not None:
@@ -1461,6 +1500,13 @@ class Engine:
     def _observe(self, ref: CredentialRef, what: str, detail: str) -> None:
         if self.observer is not None:
             self.observer(ref, what, detail)
+
+
+def secret_policy(spec: CredentialSpec) -> DeletionPolicy | None:
+    """How the Secret outlives its CR: a Secret that is the source is always retained; else the
+    spec's choice, or None for the default (Delete if vaultbridge creates it, Retain if it
+    adopts it)."""
+    return "Retain" if spec.source is None else spec.secret.deletion_policy
 
 
 def _earliest(a: timedelta | None, b: timedelta | None) -> timedelta | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from vaultbridge.model.sensitive import Sensitive
-from vaultbridge.model.spec import CredentialRef, CredentialSpec
+from vaultbridge.model.spec import CredentialRef, CredentialSpec, DeletionPolicy
 from vaultbridge.model.status import Status
 
 
@@ -27,11 +27,15 @@ class CredentialObject:
     status: Status
     api_version: str = "vaultbridge.io/v1alpha1"
     kind: str = "CredentialRotation"
+    created: str | None = None  # metadata.creationTimestamp
+    deleting: bool = False  # metadata.deletionTimestamp is set
+    finalizers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class StoredSecret:
-    """A Secret as read: its data (wrapped), annotations and controlling owner's uid."""
+    """A Secret as read: its data (wrapped), annotations and the uid of the CredentialRotation
+    it is linked to (by ownerReference or, when retained, by annotation)."""
 
     data: Mapping[str, Sensitive]
     annotations: Mapping[str, str] = field(default_factory=dict)
@@ -54,6 +58,10 @@ class CredentialRepository(Protocol):
         the API server's answer cannot be read)."""
         ...
 
+    def set_finalizer(self, credential: CredentialObject, finalizer: str, *, present: bool) -> None:
+        """Add or remove one finalizer of the CR (others are kept)."""
+        ...
+
 
 class SecretStore(Protocol):
     def read(self, namespace: str, name: str) -> StoredSecret | None: ...
@@ -67,11 +75,18 @@ class SecretStore(Protocol):
         annotations: Mapping[str, str],
         adopt: bool,
         known: StoredSecret | None = None,
+        policy: DeletionPolicy | None = None,
     ) -> StoredSecret | None:
-        """Create or update the Secret; returns it as written (None: not known)."""
+        """Create or update the Secret; returns it as written (None: not known). ``policy``:
+        how it is linked to the CR (Delete: owned, Retain: outlives it; None: the default for
+        a created Secret, Delete, and for an adopted one, Retain)."""
         ...
 
     def delete(self, namespace: str, name: str) -> None: ...
+
+    def release(self, namespace: str, name: str, owner_uid: str) -> bool:
+        """Drop vaultbridge's label and link from a retained Secret whose CR is gone."""
+        ...
 
 
 class EventRecorder(Protocol):

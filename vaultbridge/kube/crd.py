@@ -22,6 +22,7 @@ from vaultbridge.kube.errors import (
     TRANSLATABLE,
     KubeConflict,
     KubeError,
+    KubeInvalid,
     KubeNotFound,
     KubeUnavailable,
     KubeWatchExpired,
@@ -124,6 +125,42 @@ class CredentialRotationClient:
             name,
             propagation_policy="Background",
         )
+
+    def set_finalizer(self, namespace: str, name: str, finalizer: str, present: bool) -> None:
+        """Add or remove one finalizer, leaving every other one as it is (a JSON patch that
+        tests the resourceVersion it read; re-read and retried when the object changed)."""
+        op = Operation("patch", PLURAL, namespace, name)
+        for _attempt in range(CONFLICT_ATTEMPTS):
+            current = self.kube.request(op, "GET", _path(namespace, name))
+            metadata = current.get("metadata") or {}
+            finalizers = list(metadata.get("finalizers") or [])
+            if (finalizer in finalizers) == present:
+                return
+            if present and metadata.get("deletionTimestamp"):
+                return  # a finalizer cannot be added to an object being deleted
+            finalizers = (
+                [*finalizers, finalizer] if present else [f for f in finalizers if f != finalizer]
+            )
+            patch = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": metadata["resourceVersion"],
+                },
+                {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+            ]
+            try:
+                self.kube.request(
+                    op,
+                    "PATCH",
+                    _path(namespace, name),
+                    patch,
+                    content_type="application/json-patch+json",
+                )
+                return
+            except (KubeInvalid, KubeConflict):  # the "test" failed: changed since read
+                continue
+        raise KubeConflict(f"{op.describe()}: the object kept changing; finalizers not changed")
 
     def write_status(
         self,

@@ -2,9 +2,15 @@
 
 A write creates or updates the Secret with optimistic concurrency (resourceVersion; a 409 is
 re-read and retried with backoff), sets vaultbridge's label and annotations, keeps every label,
-annotation and data key it does not own, points the ownerReferences at the CredentialRotation
-(controller) plus its ``extraOwners``, and refuses to take over a Secret that something else
-controls unless told to adopt it. Values are revealed only while building the request body.
+annotation and data key it does not own, links the Secret to its CredentialRotation plus its
+``extraOwners``, and refuses to take over a Secret that something else controls unless told to
+adopt it. Values are revealed only while building the request body.
+
+The link depends on the deletion policy (docs/deletion.md). ``Delete``: an ownerReference to
+the CredentialRotation (controller), so the garbage collector removes the Secret with it.
+``Retain``: no ownerReference to it at all, only the annotations ``vaultbridge.io/owner`` and
+``vaultbridge.io/owner-uid``; nothing in Kubernetes acts on those, so no deletion of the CR can
+take the Secret with it, whether or not a controller runs.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from vaultbridge.kube.client import KubeClient
@@ -37,6 +43,13 @@ VERSION_ANNOTATION = "vaultbridge.io/vault-version"
 ROTATION_ANNOTATION = "vaultbridge.io/rotation-id"
 EXTRA_OWNERS_ANNOTATION = "vaultbridge.io/extra-owners"
 """uids of the extra ownerReferences vaultbridge added, so that it can drop stale ones later."""
+OWNER_ANNOTATION = "vaultbridge.io/owner"
+"""A retained Secret's link to its CredentialRotation: the CR's name (same namespace)."""
+OWNER_UID_ANNOTATION = "vaultbridge.io/owner-uid"
+"""... and its uid: a later CR of the same name is a different owner and must adopt."""
+LINK_ANNOTATIONS = (OWNER_ANNOTATION, OWNER_UID_ANNOTATION)
+
+Policy = Literal["Retain", "Delete"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ class OwnerInfo:
     kind: str
     name: str
     uid: str
+    created: str | None = None  # creationTimestamp: a Secret older than its CR was adopted
 
     def reference(self, *, controller: bool) -> dict[str, Any]:
         return {
@@ -89,6 +103,21 @@ class OwnedSecret:
     def is_controlled_by(self, uid: str) -> bool:
         ref = self.controller
         return ref is not None and ref.get("uid") == uid
+
+    @property
+    def linked_uid(self) -> str | None:
+        """The uid of the CredentialRotation this Secret belongs to: the retained link's, else
+        the controller's (None: nobody's)."""
+        linked = self.annotations.get(OWNER_UID_ANNOTATION)
+        if linked:
+            return linked
+        ref = self.controller
+        return str(ref["uid"]) if ref is not None and ref.get("uid") else None
+
+    @property
+    def retained(self) -> bool:
+        """Linked by annotations only: the Secret outlives its CredentialRotation."""
+        return bool(self.annotations.get(OWNER_UID_ANNOTATION))
 
     @property
     def vault_version(self) -> int | None:
@@ -138,6 +167,7 @@ class SecretSink:
         adopt: bool = False,
         extra_annotations: Mapping[str, str] | None = None,
         known: OwnedSecret | None = None,
+        policy: Policy | None = None,
     ) -> OwnedSecret:
         """Create or update Secret ``namespace/name`` with ``data`` (other keys are kept).
 
@@ -146,6 +176,11 @@ class SecretSink:
         :class:`KubeOwnershipError` when the Secret exists and is not controlled by ``owner``
         (unless ``adopt``: then ``owner`` becomes the controller and the previous controller,
         if any, is kept as a plain owner). ``KubeConflict`` after ``max_attempts`` lost races.
+
+        ``policy`` decides how the Secret is linked to ``owner`` (module docstring). None is
+        the default: a Secret created here is deleted with its owner; an existing one keeps
+        the link it has, and one being adopted (or older than its owner: adopted by an earlier
+        release) is retained.
         """
         for key, value in data.items():
             if not isinstance(value, Sensitive):
@@ -166,6 +201,8 @@ class SecretSink:
             if current is None:
                 body = _new_body(name, owner, extras, encoded, version_annotation, rotation_id)
                 body["metadata"]["annotations"].update(extra_annotations or {})
+                if policy == "Retain":
+                    _link_retained(body, owner)
                 op = Operation("create", "secrets", namespace, name)
                 try:
                     result = self.kube.request(
@@ -176,8 +213,9 @@ class SecretSink:
                     continue
             else:
                 self._check_ownership(current, owner, adopt)
+                retain = _retains(current, owner, policy)
                 body = _merged_body(
-                    current, owner, extras, encoded, version_annotation, rotation_id
+                    current, owner, extras, encoded, version_annotation, rotation_id, retain=retain
                 )
                 body["metadata"]["annotations"].update(extra_annotations or {})
                 if _same(current, body):
@@ -224,6 +262,44 @@ class SecretSink:
             name=name,
         )
 
+    def release(self, namespace: str, name: str, owner_uid: str) -> bool:
+        """Unlink a retained Secret from a CredentialRotation that is gone: drop vaultbridge's
+        label and annotations, keep its data and everything else. Only when the Secret is still
+        linked to ``owner_uid``; True when it was released."""
+        for attempt in range(1, self.max_attempts + 1):
+            current = self._read(namespace, name)
+            if current is None:
+                return False
+            metadata = current.get("metadata") or {}
+            annotations = dict(metadata.get("annotations") or {})
+            if annotations.get(OWNER_UID_ANNOTATION) != owner_uid:
+                return False
+            for key in (*LINK_ANNOTATIONS, VERSION_ANNOTATION, ROTATION_ANNOTATION):
+                annotations.pop(key, None)
+            annotations.pop(EXTRA_OWNERS_ANNOTATION, None)
+            labels = dict(metadata.get("labels") or {})
+            if labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE:
+                del labels[MANAGED_BY_LABEL]
+            body = {
+                **current,
+                "metadata": {**metadata, "labels": labels, "annotations": annotations},
+            }
+            op = Operation("update", "secrets", namespace, name)
+            try:
+                self.kube.request(
+                    op, "PUT", secret_path(namespace, name), body, secrets=_values(current)
+                )
+            except KubeNotFound:
+                return False
+            except KubeConflict:
+                self._pause(attempt)
+                continue
+            log.info(
+                "released retained Secret %s/%s (its CredentialRotation is gone)", namespace, name
+            )
+            return True
+        return False
+
     def delete(self, namespace: str, name: str) -> None:
         """Delete Secret ``namespace/name``; already gone is fine."""
         op = Operation("delete", "secrets", namespace, name)
@@ -239,6 +315,8 @@ class SecretSink:
         metadata = current.get("metadata", {})
         ref = _controller_of(metadata.get("ownerReferences") or [])
         if ref is not None and ref.get("uid") == owner.uid:
+            return
+        if (metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION) == owner.uid:
             return
         if adopt:
             log.warning(
@@ -371,6 +449,30 @@ def _new_body(  # noqa: PLR0917
     }
 
 
+def _retains(current: Mapping[str, Any], owner: OwnerInfo, policy: Policy | None) -> bool:
+    """Whether an existing Secret is to be retained (linked by annotations only)."""
+    if policy is not None:
+        return policy == "Retain"
+    metadata = current.get("metadata") or {}
+    if (metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION) == owner.uid:
+        return True
+    ref = _controller_of(metadata.get("ownerReferences") or [])
+    if ref is None or ref.get("uid") != owner.uid:
+        return True  # being adopted: it was here before vaultbridge
+    created = str(metadata.get("creationTimestamp") or "")
+    # RFC 3339 in UTC with second precision compares as text: older than its owner means an
+    # earlier release adopted it with an ownerReference
+    return bool(owner.created and created and created < owner.created)
+
+
+def _link_retained(body: dict[str, Any], owner: OwnerInfo) -> None:
+    metadata = body["metadata"]
+    metadata["ownerReferences"] = [
+        r for r in metadata.get("ownerReferences") or [] if r.get("uid") != owner.uid
+    ]
+    metadata["annotations"].update({OWNER_ANNOTATION: owner.name, OWNER_UID_ANNOTATION: owner.uid})
+
+
 def _merged_body(  # noqa: PLR0917
     current: Mapping[str, Any],
     owner: OwnerInfo,
@@ -378,23 +480,31 @@ def _merged_body(  # noqa: PLR0917
     encoded: dict[str, str],
     version: str,
     rotation_id: str,
+    *,
+    retain: bool = False,
 ) -> dict[str, Any]:
     metadata = dict(current.get("metadata", {}))
     annotations = dict(metadata.get("annotations") or {})
     ours_before = set(filter(None, annotations.get(EXTRA_OWNERS_ANNOTATION, "").split(",")))
     annotations.pop(EXTRA_OWNERS_ANNOTATION, None)
+    for key in LINK_ANNOTATIONS:
+        annotations.pop(key, None)
     annotations.update(_ours(version, rotation_id, extras))
     labels = {**(metadata.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
     extra_uids = {e["uid"] for e in extras}
-    refs: list[dict[str, Any]] = [owner.reference(controller=True), *extras]
+    refs: list[dict[str, Any]] = [] if retain else [owner.reference(controller=True)]
+    refs += extras
     for ref in metadata.get("ownerReferences") or []:
         uid = ref.get("uid")
         if uid == owner.uid or uid in extra_uids or uid in ours_before:
             continue  # ours: rebuilt above (or a stale extra owner, dropped)
         kept = dict(ref)
-        if kept.get("controller"):  # adopting: the former controller stays a plain owner
+        if kept.get("controller") and not retain:
+            # adopting with Delete: the former controller stays a plain owner
             kept.update(controller=False, blockOwnerDeletion=False)
         refs.append(kept)
+    if retain:
+        annotations.update({OWNER_ANNOTATION: owner.name, OWNER_UID_ANNOTATION: owner.uid})
     # everything else in metadata (uid, finalizers, managedFields, ...) goes back unchanged
     new_metadata = {
         **metadata,

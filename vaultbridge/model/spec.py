@@ -20,6 +20,7 @@ CredentialValues = Mapping[str, Sensitive]
 
 CAP_SERVICES: Final = ("mon", "osd", "mds", "mgr")
 STRATEGIES: Final = ("alternate", "in-place")
+DELETION_POLICIES: Final = ("Retain", "Delete")
 CEPHX_DATA_KEYS: Final = ("userID", "userKey", "keyring")
 DEFAULT_FIELD: Final = "value"
 DEFAULT_RETIRE_AFTER: Final = timedelta(minutes=10)
@@ -27,6 +28,7 @@ HISTORY_LIMIT_RANGE: Final = (1, 100)
 KEEP_PRIOR_RANGE: Final = (1, 10)
 
 Strategy = Literal["alternate", "in-place"]
+DeletionPolicy = Literal["Retain", "Delete"]
 
 _ENTITY_RE: Final = re.compile(r"client\.[A-Za-z0-9_.-]+")
 _K8S_NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -96,6 +98,9 @@ class SecretSpec:
     key: str = DEFAULT_FIELD
     extra_owners: tuple[OwnerRef, ...] = ()
     adopt: bool = False
+    # None: the default, Delete for a Secret vaultbridge creates from a Vault source and Retain
+    # for one it adopts or reads as the source (see docs/deletion.md)
+    deletion_policy: DeletionPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class CephxTarget:
     strategy: Strategy = "alternate"
     retire_after: timedelta = DEFAULT_RETIRE_AFTER
     keep_prior: int = 1
+    deletion_policy: DeletionPolicy = "Retain"
 
 
 Target = ConfigTarget | ConfigKeyTarget | CephxTarget
@@ -235,6 +241,12 @@ class _SpecParser:
         history_limit = self.integer(
             obj.get("historyLimit"), "spec.historyLimit", default=10, bounds=HISTORY_LIMIT_RANGE
         )
+        if secret is not None and secret.deletion_policy == "Delete" and obj.get("source") is None:
+            self.problem(
+                "spec.secret.deletionPolicy",
+                "Delete is not allowed without spec.source: the Secret is the source, the "
+                "user's own data, and is always retained",
+            )
         if self.problems or secret is None or target is None:
             raise SpecError(tuple(self.problems))
         return CredentialSpec(
@@ -357,9 +369,26 @@ class _SpecParser:
         )
         owners = self.extra_owners(secret.get("extraOwners"))
         adopt = self.boolean(secret, "adopt", "spec.secret.adopt", default=False)
-        if name is None or key is None or owners is None:
+        policy = self.deletion_policy(secret, "spec.secret.deletionPolicy")
+        if name is None or key is None or owners is None or policy == "invalid":
             return None
-        return SecretSpec(name=name, key=key, extra_owners=owners, adopt=adopt)
+        return SecretSpec(
+            name=name, key=key, extra_owners=owners, adopt=adopt, deletion_policy=policy
+        )
+
+    def deletion_policy(
+        self, obj: Mapping[str, Any], path: str
+    ) -> Literal["Retain", "Delete", "invalid"] | None:
+        """``Retain``, ``Delete``, None when absent, or ``"invalid"`` (reported)."""
+        value = obj.get("deletionPolicy")
+        if value is None:
+            return None
+        if value == "Retain":
+            return "Retain"
+        if value == "Delete":
+            return "Delete"
+        self.problem(path, f"must be Retain or Delete, got {value!r}")
+        return "invalid"
 
     def extra_owners(self, value: Any) -> tuple[OwnerRef, ...] | None:
         if value is None:
@@ -488,7 +517,14 @@ class _SpecParser:
         keep_prior = self.integer(
             obj.get("keepPrior"), f"{path}.keepPrior", default=1, bounds=KEEP_PRIOR_RANGE
         )
-        if entity is None or caps is None or strategy is None or retire_after is None:
+        policy = self.deletion_policy(obj, f"{path}.deletionPolicy")
+        if (
+            entity is None
+            or caps is None
+            or strategy is None
+            or retire_after is None
+            or policy == "invalid"
+        ):
             return None
         return CephxTarget(
             entity=entity,
@@ -496,6 +532,7 @@ class _SpecParser:
             strategy="alternate" if strategy == "alternate" else "in-place",
             retire_after=retire_after,
             keep_prior=keep_prior,
+            deletion_policy="Delete" if policy == "Delete" else "Retain",
         )
 
     def caps(self, value: Any, path: str) -> tuple[tuple[str, str], ...] | None:

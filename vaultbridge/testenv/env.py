@@ -52,6 +52,9 @@ class Environment:
             "KUBECONFIG": str(self.kube.kubeconfig),
             "VAULT_ADDR": self.vault.addr,
             "BAO_ADDR": self.vault.addr,
+            # the test server's dev root token, so `bao`/`vault` from this shell are let in
+            "VAULT_TOKEN": self.vault.token,
+            "BAO_TOKEN": self.vault.token,
             "VAULTBRIDGE_VAULT__ADDR": self.vault.addr,
             "VAULTBRIDGE_VAULT__AUTH": "token",
             "VAULTBRIDGE_VAULT__TOKEN": self.vault.token,
