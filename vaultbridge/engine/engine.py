@@ -322,6 +322,9 @@ class _Job:
     # started from the engine's copy of the CR, not a fresh read (see _rotate_from_copy)
     from_copy: bool = False
     claimed: bool = False
+    # what the observer is told, held back until a rotation from a copy has claimed: a stale
+    # copy's attempt changes nothing and is retried from a fresh read, which reports its own
+    unconfirmed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _StaleCopyError(Exception):
@@ -802,7 +805,7 @@ class Engine:
                                 effect.reason,
                                 effect.message,
                             )
-                            self._observe(ref, effect.reason, effect.message)
+                            self._observe_step(job, effect.reason, effect.message)
                         elif isinstance(effect, rotation.RetryAfter):
                             retry_after = effect.delay
                         elif isinstance(effect, rotation.HeldElsewhere):
@@ -818,6 +821,7 @@ class Engine:
                     if next_event is None:
                         break
                     event = next_event
+            self._observe_step(job, None)
         except BackendError as exc:
             if job.from_copy and not job.claimed:  # a stale copy (or the CR is gone): nothing
                 raise _StaleCopyError from exc  # was done, and a fresh read says what holds
@@ -863,7 +867,7 @@ class Engine:
 
     def _run(self, job: _Job, run: rotation.Run) -> rotation.Event:
         action = run.action
-        self._observe(job.credential.ref, f"run:{action}", f"version {job.version}")
+        self._observe_step(job, f"run:{action}", f"version {job.version}")
         try:
             if action is rotation.Action.SNAPSHOT:
                 self._snapshot(job)
@@ -1359,14 +1363,26 @@ class Engine:
         return min(future) - now if future else None
 
     def _with_retirements(self, outcome: Outcome, spec: CredentialSpec | None = None) -> Outcome:
-        """After a reconcile: retire what is due, and wake up when the next one is."""
+        """After a reconcile, sync or rotate: retire what is due, and wake up when the next one
+        is. Decided on this engine's copy of the CR (as its last write returned it), so a
+        rotation that retires nothing costs no extra request; ``retire_due`` reads it afresh."""
+        credential = self._copies.get(outcome.ref)
+        if spec is None and credential is not None:
+            spec = credential.spec
         if spec is not None and not isinstance(spec.target, CephxTarget):
             return outcome  # only cephx generations retire: no need to read the CR again
         try:
-            credential = self._read_cr(outcome.ref)
+            if credential is None:
+                credential = self._read_cr(outcome.ref)
         except (BackendError, PreconditionError):
             return outcome
-        if not isinstance(credential.spec.target, CephxTarget) or not credential.status.retiring:
+        status = credential.status
+        if not isinstance(credential.spec.target, CephxTarget) or not status.retiring:
+            return outcome
+        if not any(
+            e != status.current_entity for e in rotation.due_retirements(status, self.clock())
+        ):
+            outcome.retry_after = _earliest(outcome.retry_after, self._retirement_wake(status))
             return outcome
         try:
             retired = self.retire_due(outcome.ref)
@@ -1496,6 +1512,17 @@ class Engine:
         return Outcome(
             ref, result, status.current_version, message, reason=reason, retry_after=retry_after
         )
+
+    def _observe_step(self, job: _Job, what: str | None, detail: str = "") -> None:
+        """Tell the observer of a step, once the rotation's claim is known to stand (a
+        rotation from a copy may be refused at its claim: then it never happened)."""
+        if what is not None:
+            job.unconfirmed.append((what, detail))
+        if job.from_copy and not job.claimed and what is not None:
+            return
+        held, job.unconfirmed = job.unconfirmed, []
+        for reason, message in held:
+            self._observe(job.credential.ref, reason, message)
 
     def _observe(self, ref: CredentialRef, what: str, detail: str) -> None:
         if self.observer is not None:

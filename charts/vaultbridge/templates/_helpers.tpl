@@ -78,7 +78,7 @@ seccompProfile:
   verbs: [get, list, watch, create, update, patch, delete]
 - apiGroups: [vaultbridge.io]
   resources: [credentialrotations]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]  # patch: the cephx-cleanup finalizer
 - apiGroups: [vaultbridge.io]
   resources: [credentialrotations/status]
   verbs: [get, update, patch]
