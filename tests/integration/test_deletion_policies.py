@@ -257,10 +257,10 @@ def test_the_controller_finalizes_and_releases_what_a_deleted_cr_retained(
         "target": {"config": {"who": f"{WHO}.ctl", "option": "rgw_keystone_admin_password"}},
     }
     create_cr(api, ns, "src", source)
+    assert app.engine.rotate(CredentialRef(ns, "app")).ok  # the first generation
     controller = ControllerProcess(testenv, ns, tmp_path)
     try:
         controller.wait_leader()
-        wait_for(lambda: entities(testenv, entity) == [f"{entity}.1"], "first generation", 60)
         wait_for(
             lambda: (get_cr(api, ns, "src").get("status") or {}).get("currentVersion") == 1,
             "source synced",
@@ -316,6 +316,7 @@ def test_the_cli_prints_only_its_result_by_default(
     create_cr(api, ns, "quiet", config_spec(path, f"{WHO}.quiet"))
     done = run_cli(testenv, "sync", f"{ns}/quiet")
     assert done.returncode == 0 and " INFO " not in done.stderr, done.stderr
+    vault_put(testenv, path, {"value": "louder"})
     verbose = run_cli(testenv, "-v", "sync", f"{ns}/quiet")
     assert verbose.returncode == 0 and " INFO " in verbose.stderr, verbose.stderr
     status = run_cli(testenv, "status", f"{ns}/quiet", "-o", "json")
@@ -345,7 +346,8 @@ def test_the_api_server_refuses_bad_deletion_policies(
         del spec["source"]
     with pytest.raises(k8s.ApiException) as info:
         create_cr(api, ns, "bad", spec)
-    assert info.value.status == 422 and message in str(info.value.body), info.value.body
+    assert info.value.status == 422
+    assert message in json.loads(info.value.body)["message"], info.value.body
     cephx = cephx_spec("p", new_entity(), deletionPolicy="Sometimes")
     with pytest.raises(k8s.ApiException) as info:
         create_cr(api, ns, "bad", cephx)

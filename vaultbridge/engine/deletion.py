@@ -79,13 +79,16 @@ class CephxCleanup:
         self.jitter = jitter
         self._attempts: dict[CredentialRef, int] = {}
 
-    def keep_finalizer(self, credential: CredentialObject) -> None:
-        """Add the finalizer when the spec asks for Delete, drop it when it no longer does."""
+    def keep_finalizer(self, credential: CredentialObject) -> bool:
+        """Add the finalizer when the spec asks for Delete, drop it when it no longer does.
+        True when the CR was changed (its resourceVersion with it: read it again)."""
         if credential.deleting:
-            return
+            return False
         wanted = removes_entities(credential.spec)
-        if wanted != (CEPHX_FINALIZER in credential.finalizers):
-            self.credentials.set_finalizer(credential, CEPHX_FINALIZER, present=wanted)
+        if wanted == (CEPHX_FINALIZER in credential.finalizers):
+            return False
+        self.credentials.set_finalizer(credential, CEPHX_FINALIZER, present=wanted)
+        return True
 
     def finalize(self, credential: CredentialObject, *, remove: bool) -> Finalized:
         """Remove the entities (``remove`` and the policy is Delete), then the finalizer."""

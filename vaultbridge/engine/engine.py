@@ -584,7 +584,8 @@ class Engine:
         credential = self._load(ref, read_vault=True)
         if credential.deleting:
             return self.finalize(ref)
-        self.cleanup.keep_finalizer(credential)
+        if self.cleanup.keep_finalizer(credential):
+            credential = self._read_cr(ref)
         if credential.status.rotation is not None:
             return self._with_retirements(self.resume(credential), credential.spec)
         if credential.spec.suspend:
@@ -650,8 +651,8 @@ class Engine:
                 "finishes a deletion that waits for vaultbridge)",
                 reason="BeingDeleted",
             )
-        if not dry_run:
-            self.cleanup.keep_finalizer(credential)
+        if not dry_run and self.cleanup.keep_finalizer(credential):
+            credential = self._read_cr(ref)
         spec = credential.spec
         self._prefetch_secret(ref.namespace, spec.secret.name)  # overlaps the Vault reads
         resumed: Outcome | None = None
