@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -30,7 +26,7 @@ from rotation_helpers import (  # noqa: F401 - re-exported for the controller te
 )
 from rotation_helpers import wait_for as _wait_for
 
-from vaultbridge.testenv.common import free_port
+from vaultbridge.testenv import controller as testenv_controller
 from vaultbridge.testenv.env import Environment
 
 WEBHOOK_TOKEN = "webhook-token-7c1d0e5a"
@@ -82,56 +78,23 @@ def http(
         return exc.code, exc.read().decode()
 
 
-class ControllerProcess:
+class ControllerProcess(testenv_controller.ControllerProcess):
     """`vaultbridge run` in a subprocess; stderr goes to a file the test can read."""
 
     def __init__(self, env: Environment, ns: str, workdir: Path, **settings: str) -> None:
-        self.port = free_port()
-        self.log_path = workdir / f"controller-{uuid.uuid4().hex[:6]}.log"
-        variables = env.variables()
-        path = variables.pop("PATH").removesuffix(":$PATH")
-        self.environ = {
-            **os.environ,
-            **variables,
-            "PATH": f"{path}:{os.environ['PATH']}",
-            "VAULTBRIDGE_HTTP__PORT": str(self.port),
-            "VAULTBRIDGE_HTTP__BIND": "127.0.0.1",
-            "VAULTBRIDGE_KUBE__NAMESPACES": ns,
-            "VAULTBRIDGE_KUBE__LEASE_NAMESPACE": ns,
-            "VAULTBRIDGE_TRIGGERS__WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-            "VAULTBRIDGE_TRIGGERS__POLL_INTERVAL": "0",
-            "VAULTBRIDGE_CONTROLLER__MIN_INTERVAL": "0.2",
-            "VAULTBRIDGE_LOG_LEVEL": "INFO",
-        }
-        self.environ.pop("VAULTBRIDGE_FAULT", None)
-        self.environ.update(settings)
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "vaultbridge"), "run"],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=self.environ,
+        super().__init__(
+            env,
+            ns,
+            workdir / f"controller-{uuid.uuid4().hex[:6]}.log",
+            WEBHOOK_TOKEN,
+            **{"VAULTBRIDGE_CONTROLLER__MIN_INTERVAL": "0.2", **settings},
         )
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def readyz(self) -> dict[str, Any] | None:
-        try:
-            _status, body = http("GET", self.url + "/readyz", token=None)
-            return dict(json.loads(body))
-        except (OSError, ValueError):
-            return None
-
     def wait_leader(self, timeout: float = 60.0) -> None:
-        def leading() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"controller exited: {self.output()[-3000:]}")
-            ready = self.readyz()
-            return ready is not None and ready.get("role") == "leader"
-
-        wait_for(leading, "controller became the leader", timeout)
+        try:
+            self.wait_leading(timeout)
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
 
     def metrics(self) -> str:
         return http("GET", self.url + "/metrics", token=None)[1]
@@ -142,24 +105,3 @@ class ControllerProcess:
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 total += float(line.rsplit(" ", 1)[1])
         return total
-
-    def trigger(self, body: Any) -> tuple[int, str]:
-        return http("POST", self.url + "/v1/trigger", body)
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()

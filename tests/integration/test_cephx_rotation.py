@@ -44,7 +44,8 @@ def test_alternate_rotation_creates_generation_and_retires_previous(
     testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
 ) -> None:
     base, path = new_entity(), unique("ceph/cephx")
-    create_cr(api, ns, "cred", cephx_spec(path, base, retireAfter="0s"))
+    # a rotate retires what is due itself: 1 s of grace keeps .1 alive past the second one
+    create_cr(api, ns, "cred", cephx_spec(path, base, retireAfter="1s"))
     ref = CredentialRef(ns, "cred")
 
     first = app.engine.rotate(ref)
@@ -64,6 +65,7 @@ def test_alternate_rotation_creates_generation_and_retires_previous(
     assert can_auth(testenv, f"{base}.1", data["userKey"])  # still there until retired
     assert vault_labels(testenv, path) == {"vaultbridge-current": "2", "vaultbridge-previous": "1"}
 
+    time.sleep(1.1)
     reconciled = app.engine.reconcile(ref)
     assert reconciled.ok, reconciled.message
     assert entities(testenv, base) == [f"{base}.2"]
@@ -192,10 +194,11 @@ def test_two_mons_stopped_fails_cleanly_then_completes(
     app = application.build(load_settings())
     try:
         base, path = new_entity(), unique("ceph/twomons")
-        create_cr(api, ns, "cred", cephx_spec(path, base, retireAfter="0s"))
+        create_cr(api, ns, "cred", cephx_spec(path, base, retireAfter="1s"))
         ref = CredentialRef(ns, "cred")
         assert app.engine.rotate(ref).result == "promoted"
-        assert app.engine.rotate(ref).result == "promoted"  # .1 retiring, due now
+        assert app.engine.rotate(ref).result == "promoted"
+        time.sleep(1.1)  # .1 retiring, due now
         before = secret_cephx(api, ns)
         stopped = testenv.ceph.mon_ids[1:]
         for mon in stopped:

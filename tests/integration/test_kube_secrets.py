@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 from vaultbridge.kube import (
     EXTRA_OWNERS_ANNOTATION,
     MANAGED_BY_LABEL,
+    OWNER_UID_ANNOTATION,
     ROTATION_ANNOTATION,
     VERSION_ANNOTATION,
     CredentialRotationClient,
@@ -200,7 +201,9 @@ def test_refuses_unowned_secret_unless_adopt(
     raw = _raw(core, namespace, "d-secret")
     assert _decoded(raw) == {"value": "new"}
     assert raw.metadata.labels["app"] == "legacy"
-    assert [r.uid for r in raw.metadata.owner_references if r.controller] == [cr["metadata"]["uid"]]
+    # adopted: retained, so linked by annotations and never owned (docs/deletion.md)
+    assert not raw.metadata.owner_references
+    assert raw.metadata.annotations[OWNER_UID_ANNOTATION] == cr["metadata"]["uid"]
 
     # another CredentialRotation may not take it over either, and is told who controls it
     with pytest.raises(KubeOwnershipError) as caught:
@@ -211,7 +214,7 @@ def test_refuses_unowned_secret_unless_adopt(
     assert caught.value.controller is not None
     assert cr["metadata"]["uid"] in caught.value.controller
 
-    # adopting from another controller keeps it as a plain owner
+    # another CR that adopts it with deletionPolicy Delete owns it, and the link moves to it
     sink.write(
         namespace,
         "d-secret",
@@ -221,10 +224,28 @@ def test_refuses_unowned_secret_unless_adopt(
         "1",
         "r",
         adopt=True,
+        policy="Delete",
+    )
+    raw = _raw(core, namespace, "d-secret")
+    refs = {r.uid: r for r in raw.metadata.owner_references}
+    assert list(refs) == [other["metadata"]["uid"]] and refs[other["metadata"]["uid"]].controller
+    assert OWNER_UID_ANNOTATION not in raw.metadata.annotations
+
+    # adopting from another controller (with Delete) keeps it as a plain owner
+    sink.write(
+        namespace,
+        "d-secret",
+        owner,
+        [],
+        {"value": Sensitive("y")},
+        "1",
+        "r",
+        adopt=True,
+        policy="Delete",
     )
     refs = {r.uid: r for r in _raw(core, namespace, "d-secret").metadata.owner_references}
-    assert refs[other["metadata"]["uid"]].controller is True
-    assert refs[cr["metadata"]["uid"]].controller is False
+    assert refs[cr["metadata"]["uid"]].controller is True
+    assert refs[other["metadata"]["uid"]].controller is False
 
 
 @pytest.mark.integration

@@ -319,14 +319,19 @@ class SecretSink:
         if (metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION) == owner.uid:
             return
         if adopt:
-            log.warning(
-                "adopting Secret %s/%s (controller was %s)",
+            log.info(
+                "adopting Secret %s/%s (%s; spec.secret.adopt is true)",
                 metadata.get("namespace"),
                 metadata.get("name"),
-                _describe(ref),
+                f"controlled by {_describe(ref)}" if ref is not None else "it had no controller",
             )
             return
         namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+        linked = (metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION)
+        if linked:  # retained by another CredentialRotation (or one that is gone)
+            linked_name = (metadata.get("annotations") or {}).get(OWNER_ANNOTATION)
+            ref = {"kind": owner.kind, "name": linked_name, "apiVersion": owner.api_version}
+            ref["uid"] = linked
         controller = _describe(ref) if ref is not None else None
         held = f"is controlled by {controller}" if controller else "has no controller"
         raise KubeOwnershipError(
