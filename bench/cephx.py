@@ -1,4 +1,4 @@
-"""cephx rotation end to end (issue 4): p50/p99 over 100 alternate rotations of one credential.
+"""cephx rotation end to end: p50/p99 over 100 alternate rotations of one credential.
 
 Per rotation (``Engine.rotate``): 16 random bytes from Vault -> new cephx key -> Vault version N+1
 (check-and-set) -> journal -> ``auth add <entity>.<N+1>`` with read-back -> a *fresh* librados

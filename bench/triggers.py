@@ -1,4 +1,4 @@
-"""Propagation latency of the Vault triggers (issue 5): Vault write -> verified in Ceph -> promoted.
+"""Propagation latency of the Vault triggers: Vault write -> verified in Ceph -> promoted.
 
 `vaultbridge run` runs as a subprocess (as in production); per run the benchmark writes a new
 KV version, signals it (webhook ``POST /v1/trigger``; a line ``mount/path@version`` in the Vault

@@ -1,4 +1,4 @@
-"""The ``vaultbridge`` command line (ARCHITECTURE.md section 3).
+"""The ``vaultbridge`` command line (the README's "Command line").
 
 Every command prints one clear line on failure (never a traceback, never a secret) and exits
 non-zero; tables take ``--output json``.
@@ -458,8 +458,10 @@ def finalize(credential: CredentialRef, keep_ceph: bool, output: str) -> None:
 def run() -> None:
     """The controller: watch CredentialRotations and Secrets and reconcile them until stopped."""
     with clear_errors():
+        from vaultbridge.controller import Controller  # the controller's imports: only for `run`
+
         app = open_app(log_level=load_settings().log_level)
-        app.run_controller()
+        Controller(app).run()
 
 
 @main.command()
@@ -479,7 +481,7 @@ def demo(mons: int, keep: bool) -> None:
         sys.exit(run_demo(mons=mons, keep=keep))
 
 
-from vaultbridge.policy import policy_group  # noqa: E402 - `vaultbridge policy render`
+from vaultbridge.access_policies import policy_group  # noqa: E402 - `vaultbridge policy render`
 
 main.add_command(policy_group)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vaultbridge.adapters import credential_from
 from vaultbridge.engine.deletion import CEPHX_FINALIZER
 from vaultbridge.engine.engine import PREIMAGE_SUFFIX, Outcome
 from vaultbridge.kube import (
@@ -335,8 +336,6 @@ class Controller:
             self._warn(raw, "InvalidSchedule", f"{message}; no compliance rotation is scheduled")
 
     def _warn(self, raw: dict[str, Any], reason: str, message: str) -> None:
-        from vaultbridge.app import credential_from
-
         try:
             credential = credential_from(raw)
             self.app.engine.events.emit(credential, "Warning", reason, message)
@@ -427,19 +426,9 @@ class Controller:
                 seen = {_key(obj): obj for obj in snapshot.items}
                 self._watch_ok["secrets"] = True
                 self._secrets_watched.set()
-                for kind, obj in watcher.watch(self.namespaces, snapshot.resource_versions):
-                    if not self._acting(epoch):
-                        return
-                    if kind == "BOOKMARK":
-                        continue
-                    if kind == "DELETED":
-                        seen.pop(_key(obj), None)
-                    else:
-                        seen[_key(obj)] = obj
-                    if kind == "MODIFIED" and self._our_own_write(obj):
-                        continue  # a promotion we just made, not drift
-                    if kind in ("MODIFIED", "DELETED"):
-                        self._secret_changed(obj)
+                events = watcher.watch(self.namespaces, snapshot.resource_versions)
+                if not self._follow_secrets(events, seen, epoch):
+                    return
             except KubeWatchExpired:
                 self.metrics.watch_restarts.labels("secrets").inc()
                 log.info("watch of managed Secrets expired; listing again")
@@ -449,6 +438,29 @@ class Controller:
                 self.metrics.watch_restarts.labels("secrets").inc()
                 log.warning("watch of managed Secrets failed: %s; listing again", exc)
                 self.stopping.wait(WATCH_ERROR_PAUSE)
+
+    def _follow_secrets(
+        self,
+        events: Iterable[tuple[str, dict[str, Any]]],
+        seen: dict[tuple[str, str], dict[str, Any]],
+        epoch: int,
+    ) -> bool:
+        """Apply the watch's events to ``seen`` and enqueue the CRs whose Secret someone else
+        changed; False once this process no longer acts (the watch is abandoned)."""
+        for kind, obj in events:
+            if not self._acting(epoch):
+                return False
+            if kind == "BOOKMARK":
+                continue
+            if kind == "DELETED":
+                seen.pop(_key(obj), None)
+            else:
+                seen[_key(obj)] = obj
+            if kind == "MODIFIED" and self._our_own_write(obj):
+                continue  # a promotion we just made, not drift
+            if kind in ("MODIFIED", "DELETED"):
+                self._secret_changed(obj)
+        return True
 
     def _changed_while_away(
         self, seen: dict[tuple[str, str], dict[str, Any]], listed: list[dict[str, Any]]

@@ -1,4 +1,4 @@
-"""cephx key rotation end to end against real OpenBao, Kubernetes and 3 Pacific mons (issue 4)."""
+"""cephx key rotation end to end against real OpenBao, Kubernetes and 3 Pacific mons."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from vaultbridge.ceph import CephConnection
 from vaultbridge.engine.engine import Outcome
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CredentialRef
-from vaultbridge.rotation.policy import PERMANENT_BACKOFF_BASE
+from vaultbridge.rotation.timing import PERMANENT_BACKOFF_BASE
 from vaultbridge.settings import load_settings
 from vaultbridge.testenv.env import Environment
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from vaultbridge.policy import (
+from vaultbridge.access_policies import (
     PolicyOptions,
     ceph_script,
     credentials_from,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from vaultbridge.policy import (
+from vaultbridge.access_policies import (
     PolicyError,
     PolicyOptions,
     ceph_caps,

@@ -664,9 +664,24 @@ class Engine:
             credential = self._read_cr(ref)
         if generate is None:
             generate = spec.generate
-        try:
-            if dry_run:
+        if dry_run:
+            try:
                 return self._plan(credential, generate=generate, to_version=to_version)
+            except (BackendError, PreconditionError) as exc:
+                return self._blocked(credential, exc)
+        return self._start(credential, resumed, generate=generate, to_version=to_version)
+
+    def _start(
+        self,
+        credential: CredentialObject,
+        resumed: Outcome | None,
+        *,
+        generate: bool,
+        to_version: int | None,
+    ) -> Outcome:
+        """Decide the version, and rotate to it unless Ceph and the Secret already hold it."""
+        ref = credential.ref
+        try:
             adopted = None if to_version is not None else self._cephx_adopt(credential)
             if adopted is not None:
                 version, entity = adopted
@@ -695,21 +710,24 @@ class Engine:
         )
         outcome = self._drive(job, credential.status, start)
         if outcome.result == "promoted" and isinstance(job.driver, CephxDriver):
-            before = credential.status
-            drifted = before.condition(CAPS_CONDITION)
-            if drifted is not None and drifted.status == "False":
-                self._cephx_caps_check(job)  # the rotation applied the spec's caps: clear it
-            context = self._context(credential)
-            if context.retire_after is not None and before.current_entity not in (
-                None,
-                job.driver.entity,
-            ):
-                # the previous entity now waits retire_after (earlier ones may be due sooner)
-                wake = self._retirement_wake(before) or context.retire_after
-                outcome.retry_after = _earliest(
-                    outcome.retry_after, min(wake, context.retire_after)
-                )
+            self._after_cephx_promotion(job, job.driver, credential.status, outcome)
         return outcome
+
+    def _after_cephx_promotion(
+        self, job: _Job, driver: CephxDriver, before: Status, outcome: Outcome
+    ) -> None:
+        """Clear a caps drift the rotation repaired; wake when the previous entity retires."""
+        drifted = before.condition(CAPS_CONDITION)
+        if drifted is not None and drifted.status == "False":
+            self._cephx_caps_check(job)  # the rotation applied the spec's caps: clear it
+        context = self._context(job.credential)
+        if context.retire_after is not None and before.current_entity not in (
+            None,
+            driver.entity,
+        ):
+            # the previous entity now waits retire_after (earlier ones may be due sooner)
+            wake = rotation.next_retirement_wake(before, self.clock()) or context.retire_after
+            outcome.retry_after = _earliest(outcome.retry_after, min(wake, context.retire_after))
 
     def _rotate_from_copy(self, copy: CredentialObject) -> Outcome | None:
         """Sync from this engine's copy of the CR, without reading it first.
@@ -1348,7 +1366,7 @@ class Engine:
                         )
                         if why is None:
                             retired.append(effect.entity)
-        retry_after = _earliest(retry_after, self._retirement_wake(status))
+        retry_after = _earliest(retry_after, rotation.next_retirement_wake(status, self.clock()))
         return Outcome(
             ref,
             "unchanged",
@@ -1356,12 +1374,6 @@ class Engine:
             f"retired {', '.join(retired)}" if retired else "nothing retired",
             retry_after=retry_after,
         )
-
-    def _retirement_wake(self, status: Status) -> timedelta | None:
-        """How long until the next retirement that is not yet due (None: none waiting)."""
-        now = self.clock()
-        future = [r.not_before for r in status.retiring if r.not_before > now]
-        return min(future) - now if future else None
 
     def _with_retirements(self, outcome: Outcome, spec: CredentialSpec | None = None) -> Outcome:
         """After a reconcile, sync or rotate: retire what is due, and wake up when the next one
@@ -1383,7 +1395,9 @@ class Engine:
         if not any(
             e != status.current_entity for e in rotation.due_retirements(status, self.clock())
         ):
-            outcome.retry_after = _earliest(outcome.retry_after, self._retirement_wake(status))
+            outcome.retry_after = _earliest(
+                outcome.retry_after, rotation.next_retirement_wake(status, self.clock())
+            )
             return outcome
         try:
             retired = self.retire_due(outcome.ref)

@@ -127,14 +127,6 @@ ConfigKey = tuple[str, str]  # (who, option)
 
 
 class CephStore(Protocol):
-    def config_get(self, who: str, option: str) -> Sensitive | None:
-        """The exact stored value, read back through ``config dump`` (verification)."""
-        ...
-
-    def config_snapshot(self, entries: Sequence[ConfigKey]) -> dict[ConfigKey, Sensitive | None]:
-        """Exact values of several options from one ``config dump``."""
-        ...
-
     def config_read(self, who: str, option: str) -> Sensitive | None:
         """The exact stored value, by the cheapest exact way the mons allow (snapshots)."""
         ...

@@ -129,6 +129,23 @@ class OwnedSecret:
         return self.annotations.get(ROTATION_ANNOTATION)
 
 
+@dataclass(frozen=True)
+class _Write:
+    """One call of :meth:`SecretSink.write`, as its attempts need it (values encoded)."""
+
+    namespace: str
+    name: str
+    owner: OwnerInfo
+    extras: list[dict[str, Any]]
+    encoded: dict[str, str] = field(repr=False)
+    secrets: list[str] = field(repr=False)
+    version: str
+    rotation_id: str
+    adopt: bool
+    annotations: dict[str, str]
+    policy: Policy | None
+
+
 def secret_path(namespace: str | None, name: str | None = None) -> str:
     """The URL path of a Secret, or of the Secrets of ``namespace`` (None: all namespaces)."""
     scope = "" if namespace is None else f"/namespaces/{quote(namespace)}"
@@ -185,72 +202,41 @@ class SecretSink:
         for key, value in data.items():
             if not isinstance(value, Sensitive):
                 raise TypeError(f"data[{key!r}] must be Sensitive, not {type(value).__name__}")
-        extras = [self._resolve_owner(namespace, *ref) for ref in extra_owners]
-        encoded = {k: _b64(v.reveal()) for k, v in data.items()}
-        secrets = [v.reveal() for v in data.values()]
+        job = _Write(
+            namespace=namespace,
+            name=name,
+            owner=owner,
+            extras=[self._resolve_owner(namespace, *ref) for ref in extra_owners],
+            encoded={k: _b64(v.reveal()) for k, v in data.items()},
+            secrets=[v.reveal() for v in data.values()],
+            version=version_annotation,
+            rotation_id=rotation_id,
+            adopt=adopt,
+            annotations=dict(extra_annotations or {}),
+            policy=policy,
+        )
         started = time.monotonic()
         for attempt in range(1, self.max_attempts + 1):
             # a copy read moments ago saves a round trip; a stale one just costs a 409 and a
             # re-read (the update carries its resourceVersion)
             from_known = attempt == 1 and known is not None and known.raw is not None
-            if from_known:
-                assert known is not None
-                current: dict[str, Any] | None = known.raw
-            else:
-                current = self._read(namespace, name)
+            current = known.raw if from_known and known is not None else self._read(namespace, name)
             if current is None:
-                body = _new_body(name, owner, extras, encoded, version_annotation, rotation_id)
-                body["metadata"]["annotations"].update(extra_annotations or {})
-                if policy == "Retain":
-                    _link_retained(body, owner)
-                op = Operation("create", "secrets", namespace, name)
-                try:
-                    result = self.kube.request(
-                        op, "POST", secret_path(namespace), body, secrets=secrets
-                    )
-                except KubeConflict:  # created meanwhile: read it and decide again
-                    self._pause(attempt)
-                    continue
+                result = self._create(job, attempt)
             else:
-                self._check_ownership(current, owner, adopt)
-                retain = _retains(current, owner, policy)
-                body = _merged_body(
-                    current, owner, extras, encoded, version_annotation, rotation_id, retain=retain
+                result = self._update(job, current, from_known, attempt)
+            if result is None:
+                continue
+            if result is not current:
+                log.info(
+                    "wrote Secret %s/%s (vault version %s, rotation %s, %d attempt(s), %.0f ms)",
+                    namespace,
+                    name,
+                    version_annotation,
+                    rotation_id,
+                    attempt,
+                    (time.monotonic() - started) * 1000,
                 )
-                body["metadata"]["annotations"].update(extra_annotations or {})
-                if _same(current, body):
-                    if from_known:
-                        continue  # confirm on a fresh read before skipping the write
-                    log.debug("Secret %s/%s already up to date", namespace, name)
-                    return _decode(current)
-                secrets_all = secrets + _values(current)
-                op = Operation("update", "secrets", namespace, name)
-                try:
-                    result = self.kube.request(
-                        op, "PUT", secret_path(namespace, name), body, secrets=secrets_all
-                    )
-                except KubeNotFound:
-                    if not from_known:
-                        raise
-                    continue  # deleted since it was read: create it on the next attempt
-                except KubeConflict:
-                    log.info(
-                        "Secret %s/%s changed while writing it (attempt %d); retrying",
-                        namespace,
-                        name,
-                        attempt,
-                    )
-                    self._pause(attempt)
-                    continue
-            log.info(
-                "wrote Secret %s/%s (vault version %s, rotation %s, %d attempt(s), %.0f ms)",
-                namespace,
-                name,
-                version_annotation,
-                rotation_id,
-                attempt,
-                (time.monotonic() - started) * 1000,
-            )
             return _decode(result)
         raise KubeConflict(
             f"conflict: Secret {name!r} in namespace {namespace!r} kept changing; "
@@ -261,6 +247,54 @@ class SecretSink:
             namespace=namespace,
             name=name,
         )
+
+    def _create(self, job: _Write, attempt: int) -> dict[str, Any] | None:
+        """POST the new Secret; None when one was created meanwhile (read it, decide again)."""
+        body = _new_body(job.name, job.owner, job.extras, job.encoded, job.version, job.rotation_id)
+        body["metadata"]["annotations"].update(job.annotations)
+        if job.policy == "Retain":
+            _link_retained(body, job.owner)
+        op = Operation("create", "secrets", job.namespace, job.name)
+        try:
+            return self.kube.request(
+                op, "POST", secret_path(job.namespace), body, secrets=job.secrets
+            )
+        except KubeConflict:
+            self._pause(attempt)
+            return None
+
+    def _update(
+        self, job: _Write, current: dict[str, Any], from_known: bool, attempt: int
+    ) -> dict[str, Any] | None:
+        """PUT the merged Secret (``current`` itself when nothing differs); None: try again."""
+        self._check_ownership(current, job.owner, job.adopt)
+        retain = _retains(current, job.owner, job.policy)
+        body = _merged_body(
+            current, job.owner, job.extras, job.encoded, job.version, job.rotation_id, retain=retain
+        )
+        body["metadata"]["annotations"].update(job.annotations)
+        if _same(current, body):
+            if from_known:
+                return None  # confirm on a fresh read before skipping the write
+            log.debug("Secret %s/%s already up to date", job.namespace, job.name)
+            return current
+        op = Operation("update", "secrets", job.namespace, job.name)
+        path = secret_path(job.namespace, job.name)
+        try:
+            return self.kube.request(op, "PUT", path, body, secrets=job.secrets + _values(current))
+        except KubeNotFound:
+            if not from_known:
+                raise
+            return None  # deleted since it was read: create it on the next attempt
+        except KubeConflict:
+            log.info(
+                "Secret %s/%s changed while writing it (attempt %d); retrying",
+                job.namespace,
+                job.name,
+                attempt,
+            )
+            self._pause(attempt)
+            return None
 
     def release(self, namespace: str, name: str, owner_uid: str) -> bool:
         """Unlink a retained Secret from a CredentialRotation that is gone: drop vaultbridge's

@@ -170,6 +170,19 @@ def secret_data_keys(spec: CredentialSpec) -> tuple[str, ...]:
     return (spec.secret.key,)
 
 
+def describe_target(spec: CredentialSpec) -> str:
+    """One line naming what the credential is applied to (``status.targetDescription``)."""
+    target = spec.target
+    if isinstance(target, ConfigTarget):
+        first = target.entries[0]
+        more = f" +{len(target.entries) - 1}" if len(target.entries) > 1 else ""
+        return f"config {first.who}/{first.option}{more}"
+    if isinstance(target, ConfigKeyTarget):
+        return f"config-key {target.key}"
+    assert isinstance(target, CephxTarget)
+    return f"cephx {target.entity} ({target.strategy})"
+
+
 def source_fields(spec: CredentialSpec) -> tuple[str, ...]:
     """The KV fields read from the source (empty when the Secret itself is the source)."""
     if spec.source is None:

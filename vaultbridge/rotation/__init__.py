@@ -1,4 +1,4 @@
-"""The rotation state machine (ARCHITECTURE.md section 5), without any I/O.
+"""The rotation state machine (the README's "The rotation protocol"; docs/design.md), without any I/O.
 
 ``step(status, event, ctx) -> (status, effects)`` is a pure function. The engine performs the
 effects in order: ``Persist`` (write the status now), ``Emit`` (a Kubernetes Event),
@@ -89,11 +89,11 @@ from vaultbridge.rotation.machine import (
     in_sync,
     step,
 )
-from vaultbridge.rotation.policy import (
+from vaultbridge.rotation.timing import (
     backoff_delay,
     compliance,
     due_retirements,
-    next_retirement_time,
+    next_retirement_wake,
 )
 
 __all__ = [
@@ -120,6 +120,6 @@ __all__ = [
     "compliance",
     "due_retirements",
     "in_sync",
-    "next_retirement_time",
+    "next_retirement_wake",
     "step",
 ]

@@ -38,7 +38,7 @@ from vaultbridge.rotation.events import (
     Start,
     Succeeded,
 )
-from vaultbridge.rotation.policy import backoff_delay, retry_delay
+from vaultbridge.rotation.timing import backoff_delay, retry_delay
 
 
 class InvalidTransition(Exception):  # noqa: N818 - the name reads as the event it rejects

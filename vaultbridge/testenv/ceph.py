@@ -309,111 +309,25 @@ def start_ceph(
     """
     if not 1 <= mons <= len(MON_IDS):
         raise TestenvError(f"ceph: mons must be 1..{len(MON_IDS)}, not {mons}")
+    if ports is not None and len(ports) != mons:
+        raise TestenvError(f"ceph: {mons} mons need {mons} port pairs, got {len(ports)}")
     tools = {name: _tool(name) for name in TOOLS}
     workdir = Path(workdir).resolve()
     for sub in ("run", "log", "mon", "crash"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
-
-    fsid = str(uuid.uuid4())
     mon_ids = list(MON_IDS[:mons])
-    if ports is not None and len(ports) != mons:
-        raise TestenvError(f"ceph: {mons} mons need {mons} port pairs, got {len(ports)}")
-    mon_ports: dict[str, tuple[int, int]] = {}
-    taken: set[int] = set()
-    for index, mon_id in enumerate(mon_ids):
-        if ports is not None:
-            mon_ports[mon_id] = ports[index]
-            continue
-        pair: list[int] = []
-        while len(pair) < 2:
-            port = free_port()
-            if port not in taken:
-                taken.add(port)
-                pair.append(port)
-        mon_ports[mon_id] = (pair[0], pair[1])
-    for mon_id, (v2, v1) in mon_ports.items():
-        _require_free(v2, f"ceph mon.{mon_id} (msgr2)")
-        _require_free(v1, f"ceph mon.{mon_id} (msgr1)")
-
-    conf = workdir / "ceph.conf"
-    admin_keyring = workdir / "ceph.client.admin.keyring"
-    mon_keyring = workdir / "ceph.mon.keyring"
     cluster = CephCluster(
         workdir=workdir,
-        conf=conf,
-        admin_keyring=admin_keyring,
-        fsid=fsid,
+        conf=workdir / "ceph.conf",
+        admin_keyring=workdir / "ceph.client.admin.keyring",
+        fsid=str(uuid.uuid4()),
         mon_ids=mon_ids,
-        mon_ports=mon_ports,
+        mon_ports=_mon_ports(mon_ids, ports),
     )
-    _write_conf(conf, workdir, fsid, cluster.mon_host, admin_keyring)
-
-    authtool = tools["ceph-authtool"]
-    _run(
-        [
-            authtool,
-            "--create-keyring",
-            str(mon_keyring),
-            "--gen-key",
-            "-n",
-            "mon.",
-            "--cap",
-            "mon",
-            "allow *",
-        ],
-        "ceph mon. keyring",
-    )
-    _run(
-        [
-            authtool,
-            "--create-keyring",
-            str(admin_keyring),
-            "--gen-key",
-            "-n",
-            "client.admin",
-            "--cap",
-            "mon",
-            "allow *",
-            "--cap",
-            "osd",
-            "allow *",
-            "--cap",
-            "mds",
-            "allow *",
-            "--cap",
-            "mgr",
-            "allow *",
-        ],
-        "ceph client.admin keyring",
-    )
-    admin_keyring.chmod(0o600)
-    _run(
-        [authtool, str(mon_keyring), "--import-keyring", str(admin_keyring)],
-        "ceph import admin key",
-    )
-    monmap = workdir / "monmap"
-    argv = [tools["monmaptool"], "--create", "--clobber", "--fsid", fsid]
-    for mon_id in mon_ids:
-        argv += ["--addv", mon_id, _addrvec(mon_ports[mon_id])]
-    _run([*argv, str(monmap)], "ceph monmaptool")
-    for mon_id in mon_ids:
-        _run(
-            [
-                tools["ceph-mon"],
-                "--mkfs",
-                "-i",
-                mon_id,
-                "--monmap",
-                str(monmap),
-                "--keyring",
-                str(mon_keyring),
-                "-c",
-                str(conf),
-            ],
-            f"ceph-mon --mkfs mon.{mon_id}",
-            timeout=60,
-        )
-
+    _write_conf(cluster.conf, workdir, cluster.fsid, cluster.mon_host, cluster.admin_keyring)
+    mon_keyring = workdir / "ceph.mon.keyring"
+    _make_keyrings(tools["ceph-authtool"], mon_keyring, cluster.admin_keyring)
+    _mkfs(tools, cluster, mon_keyring)
     try:
         for mon_id in mon_ids:
             cluster._spawn_mon(mon_id)
@@ -431,6 +345,76 @@ def start_ceph(
         cluster.stop()
         raise
     return cluster
+
+
+def _mon_ports(
+    mon_ids: list[str], ports: list[tuple[int, int]] | None
+) -> dict[str, tuple[int, int]]:
+    """Each mon's (msgr2, msgr1) ports: the given ones, else free ones; all checked free."""
+    mon_ports: dict[str, tuple[int, int]] = {}
+    taken: set[int] = set()
+    for index, mon_id in enumerate(mon_ids):
+        if ports is not None:
+            mon_ports[mon_id] = ports[index]
+            continue
+        pair: list[int] = []
+        while len(pair) < 2:
+            port = free_port()
+            if port not in taken:
+                taken.add(port)
+                pair.append(port)
+        mon_ports[mon_id] = (pair[0], pair[1])
+    for mon_id, (v2, v1) in mon_ports.items():
+        _require_free(v2, f"ceph mon.{mon_id} (msgr2)")
+        _require_free(v1, f"ceph mon.{mon_id} (msgr1)")
+    return mon_ports
+
+
+def _make_keyrings(authtool: str, mon_keyring: Path, admin_keyring: Path) -> None:
+    """The ``mon.`` keyring, and ``client.admin``'s (caps ``allow *``) imported into it."""
+    create = [authtool, "--create-keyring"]
+    _run(
+        [*create, str(mon_keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"],
+        "ceph mon. keyring",
+    )
+    caps = [
+        arg for service in ("mon", "osd", "mds", "mgr") for arg in ("--cap", service, "allow *")
+    ]
+    _run(
+        [*create, str(admin_keyring), "--gen-key", "-n", "client.admin", *caps],
+        "ceph client.admin keyring",
+    )
+    admin_keyring.chmod(0o600)
+    _run(
+        [authtool, str(mon_keyring), "--import-keyring", str(admin_keyring)],
+        "ceph import admin key",
+    )
+
+
+def _mkfs(tools: dict[str, str], cluster: CephCluster, mon_keyring: Path) -> None:
+    """The monmap of every mon, and each mon's store made from it."""
+    monmap = cluster.workdir / "monmap"
+    argv = [tools["monmaptool"], "--create", "--clobber", "--fsid", cluster.fsid]
+    for mon_id in cluster.mon_ids:
+        argv += ["--addv", mon_id, _addrvec(cluster.mon_ports[mon_id])]
+    _run([*argv, str(monmap)], "ceph monmaptool")
+    for mon_id in cluster.mon_ids:
+        _run(
+            [
+                tools["ceph-mon"],
+                "--mkfs",
+                "-i",
+                mon_id,
+                "--monmap",
+                str(monmap),
+                "--keyring",
+                str(mon_keyring),
+                "-c",
+                str(cluster.conf),
+            ],
+            f"ceph-mon --mkfs mon.{mon_id}",
+            timeout=60,
+        )
 
 
 def main() -> None:  # pragma: no cover - manual timing helper

@@ -1,4 +1,4 @@
-"""Pure policies around the state machine: retry backoff, compliance, retirement timing."""
+"""Pure timing around the state machine: retry backoff, compliance, retirement timing."""
 
 from __future__ import annotations
 
@@ -70,9 +70,10 @@ def due_retirements(status: Status, now: datetime) -> tuple[str, ...]:
     return tuple(r.entity for r in status.retiring if r.not_before <= now)
 
 
-def next_retirement_time(status: Status) -> datetime | None:
-    """When the engine should next wake up for a retirement, if any is waiting."""
-    return min((r.not_before for r in status.retiring), default=None)
+def next_retirement_wake(status: Status, now: datetime) -> timedelta | None:
+    """How long until the next retirement that is not yet due (None: none is waiting)."""
+    future = [r.not_before for r in status.retiring if r.not_before > now]
+    return min(future) - now if future else None
 
 
 def _human(delta: timedelta) -> str:

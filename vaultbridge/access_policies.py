@@ -288,40 +288,42 @@ def ceph_grants(credentials: Sequence[Credential]) -> list[str]:
     for credential in credentials:
         target = credential.spec.target
         if isinstance(target, ConfigTarget):
-            for entry in target.entries:
-                for command in ("config set", "config rm"):
-                    grants.append(_grant(command, who=entry.who, name=entry.option))
-                grants.append(_grant("config help", key=entry.option))
-                # the O(1) exact read of the option (the mon's own stored value)
-                grants.append(_grant("config-key get", key=f"config/{entry.who}/{entry.option}"))
+            grants += _config_grants(target)
         elif isinstance(target, ConfigKeyTarget):
-            for command in (
-                "config-key get",
-                "config-key exists",
-                "config-key set",
-                "config-key rm",
-            ):
-                grants.append(_grant(command, key=target.key))
+            commands = ("config-key get", "config-key exists", "config-key set", "config-key rm")
+            grants += [_grant(command, key=target.key) for command in commands]
         else:
-            kind, scope = cephx_scope(target)
-            for command in ("auth get", "auth add", "auth caps", "auth rm"):
-                if kind == "prefix":
-                    grants.append(_grant_prefix(command, "entity", scope))
-                else:
-                    grants.append(_grant(command, entity=scope))
-            if kind == "prefix":  # an existing base entity is adopted, later retired
-                for command in ("auth get", "auth rm"):
-                    grants.append(_grant(command, entity=target.entity))
-            if kind == "exact":  # Ceph >= 17 swaps in place with pending keys
-                for command in (
-                    "auth get-or-create-pending",
-                    "auth commit-pending",
-                    "auth clear-pending",
-                ):
-                    grants.append(_grant(command, entity=scope))
+            grants += _cephx_grants(target)
     if any(isinstance(c.spec.target, CephxTarget) for c in credentials):
         grants += [_grant("quorum_status"), _grant("sessions")]
     return list(dict.fromkeys(grants))
+
+
+def _config_grants(target: ConfigTarget) -> list[str]:
+    grants: list[str] = []
+    for entry in target.entries:
+        for command in ("config set", "config rm"):
+            grants.append(_grant(command, who=entry.who, name=entry.option))
+        grants.append(_grant("config help", key=entry.option))
+        # the O(1) exact read of the option (the mon's own stored value)
+        grants.append(_grant("config-key get", key=f"config/{entry.who}/{entry.option}"))
+    return grants
+
+
+def _cephx_grants(target: CephxTarget) -> list[str]:
+    kind, scope = cephx_scope(target)
+    grants: list[str] = []
+    for command in ("auth get", "auth add", "auth caps", "auth rm"):
+        if kind == "prefix":
+            grants.append(_grant_prefix(command, "entity", scope))
+        else:
+            grants.append(_grant(command, entity=scope))
+    if kind == "prefix":  # an existing base entity is adopted, later retired
+        grants += [_grant(command, entity=target.entity) for command in ("auth get", "auth rm")]
+    if kind == "exact":  # Ceph >= 17 swaps in place with pending keys
+        for command in ("auth get-or-create-pending", "auth commit-pending", "auth clear-pending"):
+            grants.append(_grant(command, entity=scope))
+    return grants
 
 
 def ceph_caps(credentials: Sequence[Credential]) -> dict[str, str]:

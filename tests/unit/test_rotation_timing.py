@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from vaultbridge.model.status import COMPLIANT, Retirement, Status, set_condition
-from vaultbridge.rotation import backoff_delay, compliance, due_retirements, next_retirement_time
+from vaultbridge.rotation import backoff_delay, compliance, due_retirements, next_retirement_wake
 
 NOW = datetime(2024, 5, 1, 3, 0, 0, tzinfo=UTC)
 BASE = timedelta(seconds=5)
@@ -89,5 +89,5 @@ def test_retirement_timing() -> None:
         )
     )
     assert due_retirements(status, NOW) == ("client.app.2", "client.app.1")
-    assert next_retirement_time(status) == NOW - timedelta(minutes=1)
-    assert next_retirement_time(Status()) is None
+    assert next_retirement_wake(status, NOW) == timedelta(minutes=5)
+    assert next_retirement_wake(Status(), NOW) is None
