@@ -96,6 +96,9 @@ OVERLAPPING_ACTIONS = frozenset(
 )
 
 
+_NEEDS_DATA = frozenset({rotation.Action.APPLY, rotation.Action.VERIFY, rotation.Action.PROMOTE})
+
+
 class _Journal:
     """The journal writes and other bookkeeping of one rotation, off the rotation's thread.
 
@@ -890,11 +893,13 @@ class Engine:
         try:
             if action is rotation.Action.SNAPSHOT:
                 self._snapshot(job)
+            elif action in _NEEDS_DATA and not job.data:
+                # resumed without the new version's data (its Vault version was destroyed):
+                # verifying or promoting nothing would report a version that is not there
+                raise PreconditionError(
+                    "NewVersionUnreadable", f"version {job.version} can no longer be read"
+                )
             elif action is rotation.Action.APPLY:
-                if not job.data:
-                    raise PreconditionError(
-                        "NewVersionUnreadable", f"version {job.version} can no longer be read"
-                    )
                 job.driver.apply(job.data)
             elif action is rotation.Action.VERIFY:
                 self._verify(job)
