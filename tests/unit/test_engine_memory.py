@@ -19,7 +19,7 @@ REF = CredentialRef("ns", "cred")
 WHO, OPTION = "client.rgw.x", "rgw_keystone_admin_password"
 
 
-class Crash(BaseException):  # noqa: N818 - a kill -9 at that call: nothing after it runs
+class Crash(BaseException):
     """The process dies here."""
 
 

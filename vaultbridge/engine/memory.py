@@ -34,7 +34,7 @@ from vaultbridge.model.spec import CredentialRef, DeletionPolicy, parse_spec
 from vaultbridge.model.status import Status
 
 
-class MemoryNotFound(BackendError):
+class MemoryNotFound(BackendError):  # noqa: N818 - named like the adapters' KubeNotFound
     """The object does not exist (the real adapters raise KubeNotFound, VaultNotFound)."""
 
     transient = False
@@ -48,7 +48,7 @@ class MemoryNotFound(BackendError):
         return self._reason
 
 
-class MemoryRejected(BackendError):
+class MemoryRejected(BackendError):  # noqa: N818 - named like CephRejected
     """The backend refused the request (ownership, check-and-set, an unknown option)."""
 
     transient = False
@@ -83,7 +83,7 @@ class Faults:
         self.rules.setdefault(name, []).append(_Rule(error, times, after))
 
     def stale(self, name: str, *, times: int = 1, after: int = 0) -> None:
-        """``name`` answers from the state before the latest write (``crs.load``, ``secrets.read``)."""
+        """``name`` answers from the state before the latest write (crs.load, secrets.read)."""
         self.rules.setdefault(name, []).append(_Rule(None, times, after, stale=True))
 
     def check(self, name: str) -> bool:
