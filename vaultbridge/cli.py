@@ -20,7 +20,7 @@ import click
 from tabulate import tabulate
 
 import vaultbridge.app as application
-from vaultbridge.engine.engine import Outcome
+from vaultbridge.engine.outcome import Outcome
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.spec import CredentialRef, SpecError
 from vaultbridge.observability.logging import configure_logging

@@ -30,7 +30,7 @@ from rotation_helpers import (
 
 import vaultbridge.app as application
 from vaultbridge.ceph import CephConnection
-from vaultbridge.engine.engine import Outcome
+from vaultbridge.engine.outcome import Outcome
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CredentialRef
 from vaultbridge.rotation.timing import PERMANENT_BACKOFF_BASE

@@ -88,7 +88,7 @@ def test_a_timer_that_raises_does_not_stop_the_others() -> None:
 
 
 def test_the_journal_keeps_a_long_rotation_alive_and_never_drops_its_final_status() -> None:
-    from vaultbridge.engine.engine import _Journal
+    from vaultbridge.engine.journal import Journal as _Journal
 
     pool = ThreadPoolExecutor(max_workers=4)
     writes: list[tuple[str, int]] = []

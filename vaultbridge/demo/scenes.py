@@ -14,7 +14,7 @@ import vaultbridge.app as application
 from vaultbridge.demo import Printer, heading
 from vaultbridge.demo.controller import BackgroundController
 from vaultbridge.demo.kube import NAMESPACE, DemoKube, random_value, vault_writer
-from vaultbridge.engine.engine import Outcome
+from vaultbridge.engine.outcome import Outcome
 from vaultbridge.model.spec import CredentialRef
 from vaultbridge.observability.logging import configure_logging
 from vaultbridge.settings import load_settings

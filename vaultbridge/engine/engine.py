@@ -19,15 +19,18 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from vaultbridge import rotation
 from vaultbridge.engine import faults
 from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver
 from vaultbridge.engine.deletion import CephxCleanup
-from vaultbridge.engine.lanes import Lane, Timer, Timers
+from vaultbridge.engine.job import Job, StaleCopyError
+from vaultbridge.engine.journal import Journal
+from vaultbridge.engine.lanes import Timers
+from vaultbridge.engine.outcome import Outcome, Result, earliest
 from vaultbridge.engine.ports import (
     CephStore,
     CephxStore,
@@ -38,6 +41,7 @@ from vaultbridge.engine.ports import (
     StoredSecret,
     VaultStore,
 )
+from vaultbridge.engine.reads import Reads, keep, resolved
 from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver, holds
 from vaultbridge.model.errors import BackendError, ConcurrentRotation, PreconditionError
 from vaultbridge.model.sensitive import Sensitive
@@ -64,28 +68,6 @@ ABSENT_ANNOTATION = "vaultbridge.io/absent-keys"
 PREIMAGE_SUFFIX = "-vaultbridge-preimage"
 CARRIED_OVER_FIELDS = frozenset({"user", "username", "userid", "id", "name", "entity"})
 
-Result = Literal[
-    "promoted", "unchanged", "rolled-back", "failed", "planned", "in-flight", "finalized"
-]
-
-
-@dataclass
-class Outcome:
-    """What a sync/rotate/rollback/reconcile did; ``ok`` is the CLI's exit status."""
-
-    ref: CredentialRef
-    result: Result
-    version: int | None = None
-    message: str = ""
-    reason: str = ""
-    retry_after: timedelta | None = None
-    plan: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.result in ("promoted", "unchanged", "planned", "finalized")
-
-
 # Actions that may run while the journal write before them is still in flight. SNAPSHOT and
 # VERIFY only read (a pre-image Secret SNAPSHOT may write waits for the claim itself). PROMOTE
 # is safe too: until the Secret is written the journal at Pending, Applied or Verified all
@@ -99,254 +81,7 @@ OVERLAPPING_ACTIONS = frozenset(
 _NEEDS_DATA = frozenset({rotation.Action.APPLY, rotation.Action.VERIFY, rotation.Action.PROMOTE})
 
 
-class _Journal:
-    """The journal writes and other bookkeeping of one rotation, off the rotation's thread.
-
-    The claim (the first status write) goes out at once. A later status write is deferred for
-    ``defer`` seconds and replaced by any newer one in the meantime: a rotation that finishes
-    quickly writes its final status only, one that hangs shows its progress. ``barrier()``
-    sends what is deferred and waits until everything is written, re-raising the first
-    failure; the engine calls it before every action whose journal step must be durable
-    first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order;
-    bookkeeping submitted ``later`` (the pending label) waits like a status write, and is
-    dropped if the rotation's next bookkeeping comes first: a quick rotation moves Vault's
-    labels once, a slow one shows its pending version.
-
-    Events follow the status: a step's Normal Event waits as long as its status write may, and
-    the steps that pass meanwhile are reported together in one Event (``Promoted: version 7
-    promoted (steps: RotationStarted → Applied → Verified → Promoted)``). Each Event costs the
-    API server as much as a status write, and four per rotation were a third of a rotation's
-    CPU. A Warning goes out at once, after what was held back.
-    """
-
-    def __init__(self, pool: ThreadPoolExecutor, timers: Timers, defer: float = 0.25) -> None:
-        self.status_lane = Lane(pool)
-        self.side_lane = Lane(pool)
-        self.timers = timers
-        self.pending: list[Future[Any]] = []
-        self.side_pending: list[Future[Any]] = []
-        self.failed: BaseException | None = None
-        self.defer = defer
-        self.lock = threading.Lock()
-        self.deferred: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
-        self.deferred_side: Callable[[], Any] | None = None
-        self.after_status: list[Callable[[], Any]] = []
-        self.timer: Timer | None = None
-        self.held_events: list[tuple[str, str]] = []
-        self.send_event: Callable[[Literal["Normal", "Warning"], str, str], None] | None = None
-        self.last: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
-        self.beat: Timer | None = None
-        self.closed = False
-
-    def event(
-        self,
-        send: Callable[[Literal["Normal", "Warning"], str, str], None],
-        type: Literal["Normal", "Warning"],
-        reason: str,
-        message: str,
-    ) -> None:
-        """Record an Event (``send`` must not block: it queues the Event for sending)."""
-        with self.lock:
-            self.send_event = send
-            if type != "Normal":
-                self._send_events()
-                send(type, reason, message)
-                return
-            self.held_events.append((reason, message))
-            self._arm()
-
-    def _send_events(self) -> None:
-        if not self.held_events or self.send_event is None:
-            return
-        reason, message = self.held_events[-1]
-        if len(self.held_events) > 1:
-            message += f" (steps: {' → '.join(r for r, _ in self.held_events)})"
-        self.held_events = []
-        self.send_event("Normal", reason, message)
-
-    def _arm(self) -> None:
-        if self.timer is None:
-            self.timer = self.timers.call_later(self.defer, self._due)
-
-    def _due(self) -> None:
-        self.flush()
-        with self.lock:
-            self.timer = None
-            if self.deferred_side is not None:
-                call, self.deferred_side = self.deferred_side, None
-                self.side_pending.append(
-                    self.side_lane.submit(functools.partial(self._once_claimed, call))
-                )
-            self._send_events()
-
-    def submit(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        later: bool = False,
-        after_status: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """Bookkeeping that need not wait for the status writes (nor they for it); ``later``:
-        only if the rotation is still under way when its deferred status goes out;
-        ``after_status``: started just after the next status write is (the final labels: the
-        final status, the longer request, goes first)."""
-        call = functools.partial(fn, *args, **kwargs)
-        with self.lock:
-            if later:
-                self.deferred_side = call
-                self._arm()
-                return
-            self.deferred_side = None  # superseded
-            if after_status:
-                self.after_status.append(call)
-                return
-            self.side_pending.append(self.side_lane.submit(call))
-
-    def _once_claimed(self, call: Callable[[], Any]) -> None:
-        """Run ``call`` after the status writes sent so far, unless one of them failed."""
-        with self.lock:
-            sent = list(self.pending)
-        for future in sent:
-            future.exception()
-        if self.failed is None:
-            call()
-
-    def drain_side(self) -> None:
-        """Drop bookkeeping still held back and wait for what was sent (failures are the
-        bookkeeping's own to report)."""
-        with self.lock:
-            self.deferred_side = None
-            pending, self.side_pending = self.side_pending, []
-        for future in pending:
-            future.exception()
-
-    def submit_status(self, fn: Callable[..., Any], *args: Any, claim: bool, **kwargs: Any) -> None:
-        with self.lock:
-            if claim:
-                self._send(fn, args, kwargs)
-                return
-            self.deferred = (fn, args, kwargs)
-            self._arm()
-
-    def keep_alive(
-        self, every: float, refreshed: Callable[[tuple[Any, ...]], tuple[Any, ...] | None]
-    ) -> None:
-        """While the rotation lasts, write the latest status again every ``every`` seconds,
-        its arguments passed through ``refreshed`` (a fresh heartbeat; None: nothing to keep
-        alive any more): the journal shows its holder is still at it."""
-
-        def beat() -> None:
-            with self.lock:
-                latest = self.deferred or self.last
-                fresh = refreshed(latest[1]) if latest is not None else None
-                if self.closed or latest is None or fresh is None:
-                    return  # over, or its final status is on its way: nothing to keep alive
-                self.deferred = None  # what was held back goes out now, with the heartbeat
-                self._send(latest[0], fresh, latest[2])
-                self.beat = self.timers.call_later(every, beat)
-
-        with self.lock:
-            self.beat = self.timers.call_later(every, beat)
-
-    def flush(self) -> None:
-        """Send the deferred status write now, then what waits for it (held Events stay held)."""
-        with self.lock:
-            if self.deferred is not None:
-                fn, args, kwargs = self.deferred
-                self.deferred = None
-                self._send(fn, args, kwargs)
-            for call in self.after_status:
-                self.side_pending.append(self.side_lane.submit(call))
-            self.after_status = []
-
-    def _send(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        # what a heartbeat writes again: never as a claim (that precondition held once)
-        self.last = (fn, args, {k: v for k, v in kwargs.items() if k != "expect_version"})
-        call = functools.partial(self._unless_failed, fn, *args, **kwargs)
-        self.pending.append(self.status_lane.submit(call))
-
-    def _unless_failed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.failed is not None:  # nothing after a failed write (a lost claim) may land
-            raise self.failed
-        try:
-            return fn(*args, **kwargs)
-        except BaseException as exc:
-            self.failed = exc
-            raise
-
-    def barrier(self, *, bookkeeping: bool = True) -> None:
-        """Wait for the status writes, and with ``bookkeeping`` for the other writes too."""
-        self.flush()
-        with self.lock:
-            pending, self.pending = self.pending, []
-            if bookkeeping:
-                pending += self.side_pending
-                self.side_pending = []
-        for future in pending:
-            future.result()
-
-    def __enter__(self) -> _Journal:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            if exc_info[0] is None:
-                self.barrier()
-            else:  # already failing: write what is queued, keep the original error
-                self.flush()
-                for future in [*self.pending, *self.side_pending]:
-                    future.exception()
-        finally:
-            with self.lock:
-                self.deferred_side = None  # the rotation is over: its pending label is moot
-                self.closed = True
-                for timer in (self.timer, self.beat):
-                    if timer is not None:
-                        timer.cancel()
-                self.timer = self.beat = None
-                self._send_events()
-
-
-@dataclass
-class _Job:
-    credential: CredentialObject
-    spec: CredentialSpec
-    driver: TargetDriver
-    version: int
-    data: dict[str, Sensitive]
-    rotation_id: str = ""
-    current_before: int | None = None
-    previous_before: int | None = None
-    # whether a pre-image Secret may exist for this rotation: a fresh rotation knows it has not
-    # written one yet; a resumed one must look
-    stash: Literal["absent", "written", "unknown"] = "absent"
-    journal: _Journal | None = None
-    # started from the engine's copy of the CR, not a fresh read (see _rotate_from_copy)
-    from_copy: bool = False
-    claimed: bool = False
-    # what the observer is told, held back until a rotation from a copy has claimed: a stale
-    # copy's attempt changes nothing and is retried from a fresh read, which reports its own
-    unconfirmed: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _StaleCopyError(Exception):
-    """The engine's copy of a CR was not current: read it and decide again."""
-
-
 Observer = Callable[[CredentialRef, str, str], None]
-
-
-@dataclass
-class _Reads:
-    """What one rotation reads once: Secrets (some started early), Vault versions, and the
-    latest Vault version when its read was started while the CR was being read."""
-
-    secrets: dict[tuple[str, str], Future[StoredSecret | None]] = field(default_factory=dict)
-    vault: dict[tuple[str, str, int], Mapping[str, Sensitive]] = field(default_factory=dict)
-    latest: dict[tuple[str, str], Future[tuple[int, Mapping[str, Sensitive]]]] = field(
-        default_factory=dict
-    )
 
 
 def _within_read_cache(
@@ -360,23 +95,6 @@ def _within_read_cache(
             return method(engine, *args, **kwargs)
 
     return within
-
-
-def _resolved(value: _T) -> Future[_T]:
-    """A future that already holds ``value`` (what a read cache holds for a known result)."""
-    done: Future[_T] = Future()
-    done.set_result(value)
-    return done
-
-
-_K = TypeVar("_K")
-
-
-def _keep(cache: dict[_K, _T], key: _K, value: _T, limit: int = 100_000) -> None:
-    """``cache[key] = value`` in a cache kept below ``limit`` entries (emptied when full)."""
-    if len(cache) > limit:
-        cache.clear()
-    cache[key] = value
 
 
 class Engine:
@@ -434,14 +152,14 @@ class Engine:
         if self._reads() is not None:
             yield
             return
-        self._local.reads = _Reads()
+        self._local.reads = Reads()
         try:
             yield
         finally:
             self._local.reads = None
 
-    def _reads(self) -> _Reads | None:
-        reads: _Reads | None = getattr(self._local, "reads", None)
+    def _reads(self) -> Reads | None:
+        reads: Reads | None = getattr(self._local, "reads", None)
         return reads
 
     def _read_secret(self, namespace: str, name: str) -> StoredSecret | None:
@@ -486,7 +204,7 @@ class Engine:
         return credential
 
     def _remember(self, credential: CredentialObject) -> None:
-        _keep(self._copies, credential.ref, credential)
+        keep(self._copies, credential.ref, credential)
 
     def _save(
         self,
@@ -494,7 +212,7 @@ class Engine:
         status: Status,
         *,
         expect_version: str | None = None,
-        job: _Job | None = None,
+        job: Job | None = None,
     ) -> None:
         """Write the status over the object as this engine last saw it (a claim: as read); keep
         the object the API server returns as this engine's copy."""
@@ -609,7 +327,7 @@ class Engine:
             job = self._job(credential, journal.version)
         except (BackendError, PreconditionError) as exc:
             # the new version cannot be read any more: roll back what may have been applied
-            job = _Job(
+            job = Job(
                 credential,
                 credential.spec,
                 self._driver(credential.spec, credential, journal.version),
@@ -717,7 +435,7 @@ class Engine:
         return outcome
 
     def _after_cephx_promotion(
-        self, job: _Job, driver: CephxDriver, before: Status, outcome: Outcome
+        self, job: Job, driver: CephxDriver, before: Status, outcome: Outcome
     ) -> None:
         """Clear a caps drift the rotation repaired; wake when the previous entity retires."""
         drifted = before.condition(CAPS_CONDITION)
@@ -730,7 +448,7 @@ class Engine:
         ):
             # the previous entity now waits retire_after (earlier ones may be due sooner)
             wake = rotation.next_retirement_wake(before, self.clock()) or context.retire_after
-            outcome.retry_after = _earliest(outcome.retry_after, min(wake, context.retire_after))
+            outcome.retry_after = earliest(outcome.retry_after, min(wake, context.retire_after))
 
     def _rotate_from_copy(self, copy: CredentialObject) -> Outcome | None:
         """Sync from this engine's copy of the CR, without reading it first.
@@ -762,7 +480,7 @@ class Engine:
                 return None
             if secret is not None and reads is not None:
                 # only for the rotation: a drift check must see the Secret as it is now
-                reads.secrets[key] = _resolved(secret)
+                reads.secrets[key] = resolved(secret)
             job = self._job(copy, version)
             self._check_secret_ownership(copy)
         except (BackendError, PreconditionError):
@@ -775,7 +493,7 @@ class Engine:
         job.previous_before = copy.status.previous_version
         try:
             return self._drive(job, copy.status, rotation.Start(job.rotation_id, version, None))
-        except _StaleCopyError:
+        except StaleCopyError:
             self._copies.pop(ref, None)
             self._secret_copies.pop(key, None)
             if reads is not None:  # the fresh attempt reads the Secret again
@@ -793,15 +511,15 @@ class Engine:
         """Let the fresh read that follows use the latest Vault version just read."""
         reads = self._reads()
         if reads is not None and (mount, path, version) in reads.vault:
-            reads.latest[(mount, path)] = _resolved((version, reads.vault[(mount, path, version)]))
+            reads.latest[(mount, path)] = resolved((version, reads.vault[(mount, path, version)]))
 
-    def _drive(self, job: _Job, status: Status, event: rotation.Event) -> Outcome:
+    def _drive(self, job: Job, status: Status, event: rotation.Event) -> Outcome:
         credential = job.credential
         ref = credential.ref
         retry_after: timedelta | None = None
         claim: str | None = credential.resource_version or None
         try:
-            with _Journal(self._bookkeeping, self._timers) as journal:
+            with Journal(self._bookkeeping, self._timers) as journal:
                 job.journal = journal
                 journal.keep_alive(self.takeover_after.total_seconds() / 3, self._heartbeat)
                 while True:
@@ -846,7 +564,7 @@ class Engine:
             self._observe_step(job, None)
         except BackendError as exc:
             if job.from_copy and not job.claimed:  # a stale copy (or the CR is gone): nothing
-                raise _StaleCopyError from exc  # was done, and a fresh read says what holds
+                raise StaleCopyError from exc  # was done, and a fresh read says what holds
             if not isinstance(exc, ConcurrentRotation):
                 raise
             self._observe(ref, "RotationInFlight", str(exc))
@@ -887,7 +605,7 @@ class Engine:
             retry_after=held.delay,
         )
 
-    def _run(self, job: _Job, run: rotation.Run) -> rotation.Event:
+    def _run(self, job: Job, run: rotation.Run) -> rotation.Event:
         action = run.action
         self._observe_step(job, f"run:{action}", f"version {job.version}")
         try:
@@ -922,7 +640,7 @@ class Engine:
 
     # -- actions ---------------------------------------------------------------------------------
 
-    def _snapshot(self, job: _Job) -> None:
+    def _snapshot(self, job: Job) -> None:
         spec = job.spec
         namespace = job.credential.ref.namespace
         stash_name = spec.secret.name + PREIMAGE_SUFFIX
@@ -960,7 +678,7 @@ class Engine:
             later=True,
         )
 
-    def _write_stash(self, job: _Job, name: str, current: Mapping[str, Sensitive | None]) -> None:
+    def _write_stash(self, job: Job, name: str, current: Mapping[str, Sensitive | None]) -> None:
         present = {key: value for key, value in current.items() if value is not None}
         absent = sorted(key for key, value in current.items() if value is None)
         self.secrets.write(
@@ -974,7 +692,7 @@ class Engine:
         self._wrote_secret(job.credential.ref.namespace, name)
         job.stash = "written"
 
-    def _verify(self, job: _Job) -> None:
+    def _verify(self, job: Job) -> None:
         mismatches = job.driver.verify(job.data)
         if mismatches:
             raise PreconditionError(
@@ -984,7 +702,7 @@ class Engine:
                 transient=True,
             )
 
-    def _promote(self, job: _Job) -> None:
+    def _promote(self, job: Job) -> None:
         spec = job.spec
         before_promote = getattr(job.driver, "before_promote", None)
         if before_promote is not None:
@@ -1003,7 +721,7 @@ class Engine:
         )
         self._wrote_secret(*key)
         if written is not None:
-            _keep(self._secret_copies, key, written)
+            keep(self._secret_copies, key, written)
         previous = job.current_before if job.current_before != job.version else job.previous_before
         # bookkeeping after the point of no return: done alongside the final status write
         self._move_labels(
@@ -1013,7 +731,7 @@ class Engine:
 
     def _move_labels(
         self,
-        job: _Job,
+        job: Job,
         *,
         current: int | None,
         previous: int | None,
@@ -1048,7 +766,7 @@ class Engine:
         else:
             move()
 
-    def _restore(self, job: _Job) -> None:
+    def _restore(self, job: Job) -> None:
         spec = job.spec
         namespace = job.credential.ref.namespace
         stash = (
@@ -1082,7 +800,7 @@ class Engine:
                 log.warning("%s: clearing the pending label failed: %s", job.credential.ref, exc)
         self._drop_stash(job)
 
-    def _drop_stash(self, job: _Job) -> None:
+    def _drop_stash(self, job: Job) -> None:
         namespace = job.credential.ref.namespace
         name = job.spec.secret.name + PREIMAGE_SUFFIX
         if job.stash == "absent":
@@ -1156,9 +874,7 @@ class Engine:
         self._observe(credential.ref, "generated", f"new Vault version {version}")
         return version
 
-    def _job(
-        self, credential: CredentialObject, version: int, *, entity: str | None = None
-    ) -> _Job:
+    def _job(self, credential: CredentialObject, version: int, *, entity: str | None = None) -> Job:
         spec = credential.spec
         driver = self._driver(spec, credential, version, entity=entity)
         if spec.source is None:
@@ -1189,7 +905,7 @@ class Engine:
                     f"missing (fields present: {', '.join(sorted(source)) or 'none'})",
                 )
             data = driver.data_from_source(source)
-        return _Job(credential, spec, driver, version, data)
+        return Job(credential, spec, driver, version, data)
 
     @staticmethod
     def _pick(
@@ -1209,7 +925,7 @@ class Engine:
         job = self._job(credential, credential.status.current_version or 0)
         return holds(job.driver.read(), job.driver.slots(), job.data)
 
-    def _in_sync(self, job: _Job) -> bool:
+    def _in_sync(self, job: Job) -> bool:
         status = job.credential.status
         if status.current_version != job.version:
             return False
@@ -1298,7 +1014,7 @@ class Engine:
         self._observe(credential.ref, "Adopted", message)
         return version, target.entity
 
-    def _cephx_caps_check(self, job: _Job) -> None:
+    def _cephx_caps_check(self, job: Job) -> None:
         """Report (condition CapsInSync + Event CapsDrift) when Ceph's caps differ from the spec."""
         driver = job.driver
         if not isinstance(driver, CephxDriver):
@@ -1361,7 +1077,7 @@ class Engine:
                         self.events.emit(credential, effect.type, effect.reason, effect.message)
                         self._observe(ref, effect.reason, effect.message)
                     elif isinstance(effect, rotation.RetryAfter):
-                        retry_after = _earliest(retry_after, effect.delay)
+                        retry_after = earliest(retry_after, effect.delay)
                     elif isinstance(effect, rotation.Run) and effect.entity is not None:
                         why = driver.retire(effect.entity)
                         event = (
@@ -1371,7 +1087,7 @@ class Engine:
                         )
                         if why is None:
                             retired.append(effect.entity)
-        retry_after = _earliest(retry_after, rotation.next_retirement_wake(status, self.clock()))
+        retry_after = earliest(retry_after, rotation.next_retirement_wake(status, self.clock()))
         return Outcome(
             ref,
             "unchanged",
@@ -1400,7 +1116,7 @@ class Engine:
         if not any(
             e != status.current_entity for e in rotation.due_retirements(status, self.clock())
         ):
-            outcome.retry_after = _earliest(
+            outcome.retry_after = earliest(
                 outcome.retry_after, rotation.next_retirement_wake(status, self.clock())
             )
             return outcome
@@ -1409,7 +1125,7 @@ class Engine:
         except (BackendError, PreconditionError) as exc:
             log.warning("%s: retirement check failed: %s", outcome.ref, exc)
             return outcome
-        outcome.retry_after = _earliest(outcome.retry_after, retired.retry_after)
+        outcome.retry_after = earliest(outcome.retry_after, retired.retry_after)
         return outcome
 
     # -- dry run ------------------------------------------------------------------------------
@@ -1505,7 +1221,7 @@ class Engine:
             self._save(credential, status)
 
     def _outcome(
-        self, ref: CredentialRef, status: Status, job: _Job, retry_after: timedelta | None
+        self, ref: CredentialRef, status: Status, job: Job, retry_after: timedelta | None
     ) -> Outcome:
         if (
             status.rotation is None
@@ -1533,7 +1249,7 @@ class Engine:
             ref, result, status.current_version, message, reason=reason, retry_after=retry_after
         )
 
-    def _observe_step(self, job: _Job, what: str | None, detail: str = "") -> None:
+    def _observe_step(self, job: Job, what: str | None, detail: str = "") -> None:
         """Tell the observer of a step, once the rotation's claim is known to stand (a
         rotation from a copy may be refused at its claim: then it never happened)."""
         if what is not None:
@@ -1554,11 +1270,3 @@ def secret_policy(spec: CredentialSpec) -> DeletionPolicy | None:
     spec's choice, or None for the default (Delete if vaultbridge creates it, Retain if it
     adopts it)."""
     return "Retain" if spec.source is None else spec.secret.deletion_policy
-
-
-def _earliest(a: timedelta | None, b: timedelta | None) -> timedelta | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
