@@ -19,12 +19,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from vaultbridge import rotation
-from vaultbridge.engine import faults
+from vaultbridge.engine import effects, faults
 from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver
 from vaultbridge.engine.deletion import CephxCleanup
 from vaultbridge.engine.job import Job, StaleCopyError
@@ -95,6 +95,67 @@ def _within_read_cache(
             return method(engine, *args, **kwargs)
 
     return within
+
+
+@dataclass
+class _JournalHandlers:
+    """A rotation's effects: statuses and Events through the journal, actions by the engine."""
+
+    engine: Engine
+    job: Job
+    journal: Journal
+    # the first status write claims the rotation: it fails if another process changed the CR
+    # since it was read, so two never run at once
+    claim: str | None
+
+    def persist(self, status: Status) -> None:
+        self.journal.submit_status(
+            self.engine._save,
+            self.job.credential,
+            status,
+            claim=self.claim is not None,
+            expect_version=self.claim,
+            job=self.job,
+        )
+        self.claim = None
+
+    def emit(self, type: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        send = functools.partial(self.engine.events.emit, self.job.credential)
+        self.journal.event(send, type, reason, message)
+        self.engine._observe_step(self.job, reason, message)
+
+    def run(self, effect: rotation.Run) -> rotation.Event | None:
+        if effect.action not in OVERLAPPING_ACTIONS:
+            # durable before a side effect; Vault's pending label is informational and may
+            # land while Ceph is written
+            self.journal.barrier(bookkeeping=effect.action is not rotation.Action.APPLY)
+        return self.engine._run(self.job, effect)
+
+
+@dataclass
+class _DirectHandlers:
+    """Effects outside a rotation (a retirement, a failure before one): one write each."""
+
+    engine: Engine
+    credential: CredentialObject
+    retire: Callable[[str], str | None] | None = None
+    retired: list[str] = field(default_factory=list)
+
+    def persist(self, status: Status) -> None:
+        self.engine._save(self.credential, status)
+
+    def emit(self, type: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.engine.events.emit(self.credential, type, reason, message)
+        self.engine._observe(self.credential.ref, reason, message)
+
+    def run(self, effect: rotation.Run) -> rotation.Event | None:
+        if self.retire is None or effect.entity is None:
+            return None
+        why = self.retire(effect.entity)
+        if why is not None:
+            return rotation.RetireBlocked(effect.entity, why)
+        self.retired.append(effect.entity)
+        return rotation.Retired(effect.entity)
 
 
 class Engine:
@@ -516,51 +577,14 @@ class Engine:
     def _drive(self, job: Job, status: Status, event: rotation.Event) -> Outcome:
         credential = job.credential
         ref = credential.ref
-        retry_after: timedelta | None = None
-        claim: str | None = credential.resource_version or None
         try:
             with Journal(self._bookkeeping, self._timers) as journal:
                 job.journal = journal
                 journal.keep_alive(self.takeover_after.total_seconds() / 3, self._heartbeat)
-                while True:
-                    status, effects = rotation.step(status, event, self._context(credential))
-                    next_event: rotation.Event | None = None
-                    for effect in effects:
-                        if isinstance(effect, rotation.Persist):
-                            # the first write claims the rotation: it fails if another process
-                            # changed the CR since we read it, so two never run at once
-                            journal.submit_status(
-                                self._save,
-                                credential,
-                                status,
-                                claim=claim is not None,
-                                expect_version=claim,
-                                job=job,
-                            )
-                            claim = None
-                        elif isinstance(effect, rotation.Emit):
-                            journal.event(
-                                functools.partial(self.events.emit, credential),
-                                effect.type,
-                                effect.reason,
-                                effect.message,
-                            )
-                            self._observe_step(job, effect.reason, effect.message)
-                        elif isinstance(effect, rotation.RetryAfter):
-                            retry_after = effect.delay
-                        elif isinstance(effect, rotation.HeldElsewhere):
-                            return self._held_elsewhere(credential, effect)
-                        elif isinstance(effect, rotation.Run):
-                            if effect.action not in OVERLAPPING_ACTIONS:
-                                # durable before a side effect; Vault's pending label is
-                                # informational and may land while Ceph is written
-                                journal.barrier(
-                                    bookkeeping=effect.action is not rotation.Action.APPLY
-                                )
-                            next_event = self._run(job, effect)
-                    if next_event is None:
-                        break
-                    event = next_event
+                handlers = _JournalHandlers(self, job, journal, credential.resource_version or None)
+                applied = effects.drive(status, event, lambda: self._context(credential), handlers)
+                if applied.held is not None:
+                    return self._held_elsewhere(credential, applied.held)
             self._observe_step(job, None)
         except BackendError as exc:
             if job.from_copy and not job.claimed:  # a stale copy (or the CR is gone): nothing
@@ -575,7 +599,7 @@ class Engine:
                 str(exc),
                 reason="RotationInFlight",
             )
-        return self._outcome(ref, status, job, retry_after)
+        return self._outcome(ref, applied.status, job, applied.retry_after)
 
     def _heartbeat(self, save_args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The arguments of a status write, with the journal's heartbeat set to now (None when
@@ -1061,33 +1085,17 @@ class Engine:
         if not isinstance(target, CephxTarget) or not status.retiring or status.rotation:
             return Outcome(ref, "unchanged", status.current_version, "nothing to retire")
         driver = make_driver(credential.spec, target, self._cephx(), status, None)
+        handlers = _DirectHandlers(self, credential, retire=driver.retire)
         retry_after: timedelta | None = None
-        retired: list[str] = []
         for entity in rotation.due_retirements(status, self.clock()):
             if entity == status.current_entity:
                 continue
-            event: rotation.Event | None = rotation.RetireDue(entity)
-            while event is not None:
-                status, effects = rotation.step(status, event, self._context(credential))
-                event = None
-                for effect in effects:
-                    if isinstance(effect, rotation.Persist):
-                        self._save(credential, status)
-                    elif isinstance(effect, rotation.Emit):
-                        self.events.emit(credential, effect.type, effect.reason, effect.message)
-                        self._observe(ref, effect.reason, effect.message)
-                    elif isinstance(effect, rotation.RetryAfter):
-                        retry_after = earliest(retry_after, effect.delay)
-                    elif isinstance(effect, rotation.Run) and effect.entity is not None:
-                        why = driver.retire(effect.entity)
-                        event = (
-                            rotation.Retired(effect.entity)
-                            if why is None
-                            else rotation.RetireBlocked(effect.entity, why)
-                        )
-                        if why is None:
-                            retired.append(effect.entity)
+            applied = effects.drive(
+                status, rotation.RetireDue(entity), lambda: self._context(credential), handlers
+            )
+            status, retry_after = applied.status, earliest(retry_after, applied.retry_after)
         retry_after = earliest(retry_after, rotation.next_retirement_wake(status, self.clock()))
+        retired = handlers.retired
         return Outcome(
             ref,
             "unchanged",
@@ -1194,18 +1202,10 @@ class Engine:
     ) -> Outcome:
         reason = exc.reason
         transient = exc.transient
-        status, effects = rotation.blocked(
+        status, blocked = rotation.blocked(
             credential.status, reason, str(exc), transient, self._context(credential)
         )
-        retry_after = None
-        for effect in effects:
-            if isinstance(effect, rotation.Persist):
-                self._save(credential, status)
-            elif isinstance(effect, rotation.Emit):
-                self.events.emit(credential, effect.type, effect.reason, effect.message)
-                self._observe(credential.ref, effect.reason, effect.message)
-            elif isinstance(effect, rotation.RetryAfter):
-                retry_after = effect.delay
+        retry_after = effects.apply(blocked, status, _DirectHandlers(self, credential)).retry_after
         return Outcome(
             credential.ref,
             "failed",
