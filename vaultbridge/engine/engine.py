@@ -19,18 +19,20 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from vaultbridge import rotation
 from vaultbridge.engine import effects, faults
-from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver
+from vaultbridge.engine.cephx import CephxDriver, make_driver
+from vaultbridge.engine.cephx_lifecycle import CephxLifecycle
 from vaultbridge.engine.deletion import CephxCleanup
+from vaultbridge.engine.handlers import DirectHandlers, JournalHandlers
 from vaultbridge.engine.job import Job, StaleCopyError
 from vaultbridge.engine.journal import Journal
 from vaultbridge.engine.lanes import Timers
-from vaultbridge.engine.outcome import Outcome, Result, earliest
+from vaultbridge.engine.outcome import Outcome, Result
 from vaultbridge.engine.ports import (
     CephStore,
     CephxStore,
@@ -68,15 +70,6 @@ ABSENT_ANNOTATION = "vaultbridge.io/absent-keys"
 PREIMAGE_SUFFIX = "-vaultbridge-preimage"
 CARRIED_OVER_FIELDS = frozenset({"user", "username", "userid", "id", "name", "entity"})
 
-# Actions that may run while the journal write before them is still in flight. SNAPSHOT and
-# VERIFY only read (a pre-image Secret SNAPSHOT may write waits for the claim itself). PROMOTE
-# is safe too: until the Secret is written the journal at Pending, Applied or Verified all
-# resume by re-applying (idempotent), re-verifying and promoting again. APPLY, RESTORE and
-# RETIRE wait: their journal step must be durable first.
-OVERLAPPING_ACTIONS = frozenset(
-    {rotation.Action.SNAPSHOT, rotation.Action.VERIFY, rotation.Action.PROMOTE}
-)
-
 
 _NEEDS_DATA = frozenset({rotation.Action.APPLY, rotation.Action.VERIFY, rotation.Action.PROMOTE})
 
@@ -95,67 +88,6 @@ def _within_read_cache(
             return method(engine, *args, **kwargs)
 
     return within
-
-
-@dataclass
-class _JournalHandlers:
-    """A rotation's effects: statuses and Events through the journal, actions by the engine."""
-
-    engine: Engine
-    job: Job
-    journal: Journal
-    # the first status write claims the rotation: it fails if another process changed the CR
-    # since it was read, so two never run at once
-    claim: str | None
-
-    def persist(self, status: Status) -> None:
-        self.journal.submit_status(
-            self.engine._save,
-            self.job.credential,
-            status,
-            claim=self.claim is not None,
-            expect_version=self.claim,
-            job=self.job,
-        )
-        self.claim = None
-
-    def emit(self, type: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        send = functools.partial(self.engine.events.emit, self.job.credential)
-        self.journal.event(send, type, reason, message)
-        self.engine._observe_step(self.job, reason, message)
-
-    def run(self, effect: rotation.Run) -> rotation.Event | None:
-        if effect.action not in OVERLAPPING_ACTIONS:
-            # durable before a side effect; Vault's pending label is informational and may
-            # land while Ceph is written
-            self.journal.barrier(bookkeeping=effect.action is not rotation.Action.APPLY)
-        return self.engine._run(self.job, effect)
-
-
-@dataclass
-class _DirectHandlers:
-    """Effects outside a rotation (a retirement, a failure before one): one write each."""
-
-    engine: Engine
-    credential: CredentialObject
-    retire: Callable[[str], str | None] | None = None
-    retired: list[str] = field(default_factory=list)
-
-    def persist(self, status: Status) -> None:
-        self.engine._save(self.credential, status)
-
-    def emit(self, type: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        self.engine.events.emit(self.credential, type, reason, message)
-        self.engine._observe(self.credential.ref, reason, message)
-
-    def run(self, effect: rotation.Run) -> rotation.Event | None:
-        if self.retire is None or effect.entity is None:
-            return None
-        why = self.retire(effect.entity)
-        if why is not None:
-            return rotation.RetireBlocked(effect.entity, why)
-        self.retired.append(effect.entity)
-        return rotation.Retired(effect.entity)
 
 
 class Engine:
@@ -204,6 +136,7 @@ class Engine:
         # with (a stale one costs the Secret write a conflict and a re-read, nothing more)
         self._secret_copies: dict[tuple[str, str], StoredSecret] = {}
         self.cleanup = CephxCleanup(credentials, events, self._cephx, jitter)
+        self.cephx_lifecycle = CephxLifecycle(self)
 
     # -- Secret reads, cached for the length of one rotation -------------------------------------
 
@@ -302,13 +235,13 @@ class Engine:
         """Propagate the latest Vault version (or the Secret's data) to Ceph now, then retire
         the earlier cephx generations whose grace has passed."""
         outcome = self._rotate(ref, generate=False, to_version=None, dry_run=dry_run)
-        return outcome if dry_run else self._with_retirements(outcome)
+        return outcome if dry_run else self.cephx_lifecycle.with_retirements(outcome)
 
     def rotate(self, ref: CredentialRef, *, dry_run: bool = False) -> Outcome:
         """A new credential now: generated into Vault when ``spec.generate``, else a sync;
         then the retirements that are due, as with :meth:`sync`."""
         outcome = self._rotate(ref, generate=None, to_version=None, dry_run=dry_run)
-        return outcome if dry_run else self._with_retirements(outcome)
+        return outcome if dry_run else self.cephx_lifecycle.with_retirements(outcome)
 
     def finalize(self, ref: CredentialRef, *, remove: bool = True) -> Outcome:
         """Finish the deletion of a CR that waits for vaultbridge (cephx ``deletionPolicy:
@@ -362,17 +295,17 @@ class Engine:
         if copy is not None and not copy.spec.suspend:
             outcome = self._rotate_from_copy(copy)
             if outcome is not None:
-                return self._with_retirements(outcome, copy.spec)
+                return self.cephx_lifecycle.with_retirements(outcome, copy.spec)
         credential = self._load(ref, read_vault=True)
         if credential.deleting:
             return self.finalize(ref)
         if self.cleanup.keep_finalizer(credential):
             credential = self._read_cr(ref)
         if credential.status.rotation is not None:
-            return self._with_retirements(self.resume(credential), credential.spec)
+            return self.cephx_lifecycle.with_retirements(self.resume(credential), credential.spec)
         if credential.spec.suspend:
             return Outcome(ref, "unchanged", credential.status.current_version, "suspended")
-        return self._with_retirements(
+        return self.cephx_lifecycle.with_retirements(
             self._rotate(
                 ref, generate=False, to_version=None, dry_run=False, credential=credential
             ),
@@ -464,7 +397,7 @@ class Engine:
         """Decide the version, and rotate to it unless Ceph and the Secret already hold it."""
         ref = credential.ref
         try:
-            adopted = None if to_version is not None else self._cephx_adopt(credential)
+            adopted = None if to_version is not None else self.cephx_lifecycle.adopt(credential)
             if adopted is not None:
                 version, entity = adopted
             else:
@@ -474,7 +407,7 @@ class Engine:
             self._check_secret_ownership(credential)
             if self._in_sync(job):
                 self._clear_failure(credential)
-                self._cephx_caps_check(job)
+                self.cephx_lifecycle.check_caps(job)
                 if resumed is not None and resumed.result == "promoted":
                     return resumed  # this request finished the rotation that was in flight
                 return Outcome(
@@ -492,24 +425,8 @@ class Engine:
         )
         outcome = self._drive(job, credential.status, start)
         if outcome.result == "promoted" and isinstance(job.driver, CephxDriver):
-            self._after_cephx_promotion(job, job.driver, credential.status, outcome)
+            self.cephx_lifecycle.after_promotion(job, job.driver, credential.status, outcome)
         return outcome
-
-    def _after_cephx_promotion(
-        self, job: Job, driver: CephxDriver, before: Status, outcome: Outcome
-    ) -> None:
-        """Clear a caps drift the rotation repaired; wake when the previous entity retires."""
-        drifted = before.condition(CAPS_CONDITION)
-        if drifted is not None and drifted.status == "False":
-            self._cephx_caps_check(job)  # the rotation applied the spec's caps: clear it
-        context = self._context(job.credential)
-        if context.retire_after is not None and before.current_entity not in (
-            None,
-            driver.entity,
-        ):
-            # the previous entity now waits retire_after (earlier ones may be due sooner)
-            wake = rotation.next_retirement_wake(before, self.clock()) or context.retire_after
-            outcome.retry_after = earliest(outcome.retry_after, min(wake, context.retire_after))
 
     def _rotate_from_copy(self, copy: CredentialObject) -> Outcome | None:
         """Sync from this engine's copy of the CR, without reading it first.
@@ -581,7 +498,7 @@ class Engine:
             with Journal(self._bookkeeping, self._timers) as journal:
                 job.journal = journal
                 journal.keep_alive(self.takeover_after.total_seconds() / 3, self._heartbeat)
-                handlers = _JournalHandlers(self, job, journal, credential.resource_version or None)
+                handlers = JournalHandlers(self, job, journal, credential.resource_version or None)
                 applied = effects.drive(status, event, lambda: self._context(credential), handlers)
                 if applied.held is not None:
                     return self._held_elsewhere(credential, applied.held)
@@ -889,7 +806,7 @@ class Engine:
             current, existing = 0, {}
         data = dict(existing)
         if isinstance(spec.target, CephxTarget):
-            data[spec.source.field] = self._new_cephx_key(spec, spec.target)
+            data[spec.source.field] = self.cephx_lifecycle.new_key(spec, spec.target)
         for name in source_fields(spec) if not isinstance(spec.target, CephxTarget) else ():
             if name.lower() in CARRIED_OVER_FIELDS and name in existing:
                 continue
@@ -992,149 +909,9 @@ class Engine:
             )
         return self.cephx
 
-    def _new_cephx_key(self, spec: CredentialSpec, target: CephxTarget) -> Sensitive:
-        """A fresh cephx key: 16 bytes from Vault's RNG, or Ceph's pending key (in-place, >= 17)."""
-        store = self._cephx()
-        driver = make_driver(spec, target, store, None, None)
-        if driver.mode == "pending" and store.get_entity(target.entity) is not None:
-            return store.get_or_create_pending(target.entity)
-        created = int(self.clock().timestamp())
-        return store.make_key(self._vault().random_bytes(16), created)
-
-    def _cephx_adopt(self, credential: CredentialObject) -> tuple[int, str] | None:
-        """Adopt an existing, unmanaged entity: its key becomes Vault version 1, Ceph unchanged.
-
-        Only when the CR has no status versions, the Vault path has no versions and the base
-        entity exists. Returns (version, entity) to rotate to, else None.
-        """
-        spec = credential.spec
-        target = spec.target
-        status = credential.status
-        if (
-            not isinstance(target, CephxTarget)
-            or spec.source is None
-            or status.current_version is not None
-            or status.history
-        ):
-            return None
-        vault = self._vault()
-        try:
-            if vault.current_version(spec.source.mount, spec.source.path) > 0:
-                return None
-        except BackendError as exc:
-            if exc.reason != "VaultNotFound":
-                raise
-        existing = self._cephx().get_entity(target.entity)
-        if existing is None:
-            return None
-        version = vault.write(
-            spec.source.mount, spec.source.path, {spec.source.field: existing.key}, cas=0
-        )
-        message = (
-            f"adopted existing {target.entity}: its key is now Vault "
-            f"{spec.source.mount}/{spec.source.path} version {version}; Ceph is unchanged"
-        )
-        self.events.emit(credential, "Normal", "Adopted", message)
-        self._observe(credential.ref, "Adopted", message)
-        return version, target.entity
-
-    def _cephx_caps_check(self, job: Job) -> None:
-        """Report (condition CapsInSync + Event CapsDrift) when Ceph's caps differ from the spec."""
-        driver = job.driver
-        if not isinstance(driver, CephxDriver):
-            return
-        try:
-            drift = driver.caps_drift()
-        except BackendError as exc:
-            log.warning("%s: caps check failed: %s", job.credential.ref, exc)
-            return
-        credential = self._read_cr(job.credential.ref)
-        status = credential.status
-        existing = status.condition(CAPS_CONDITION)
-        now = self.clock()
-        if drift is None:
-            if existing is None or existing.status == "True":
-                return
-            status = status.with_condition(
-                CAPS_CONDITION,
-                "True",
-                "CapsMatch",
-                "caps match the spec",
-                now,
-                credential.generation,
-            )
-        else:
-            if existing is not None and existing.status == "False" and existing.message == drift:
-                return
-            status = status.with_condition(
-                CAPS_CONDITION, "False", "CapsDrift", drift, now, credential.generation
-            )
-            self.events.emit(credential, "Warning", "CapsDrift", drift)
-            self._observe(credential.ref, "CapsDrift", drift)
-        self._save(credential, status)
-
     def retire_due(self, ref: CredentialRef) -> Outcome:
-        """Retire the earlier cephx generations whose grace has passed (alternate strategy).
-
-        An entity some mon still lists a session for is kept (RetireBlocked: status + Event) and
-        retried later. ``retry_after`` says when the next retirement is due.
-        """
-        credential = self._read_cr(ref)
-        status = credential.status
-        target = credential.spec.target
-        if not isinstance(target, CephxTarget) or not status.retiring or status.rotation:
-            return Outcome(ref, "unchanged", status.current_version, "nothing to retire")
-        driver = make_driver(credential.spec, target, self._cephx(), status, None)
-        handlers = _DirectHandlers(self, credential, retire=driver.retire)
-        retry_after: timedelta | None = None
-        for entity in rotation.due_retirements(status, self.clock()):
-            if entity == status.current_entity:
-                continue
-            applied = effects.drive(
-                status, rotation.RetireDue(entity), lambda: self._context(credential), handlers
-            )
-            status, retry_after = applied.status, earliest(retry_after, applied.retry_after)
-        retry_after = earliest(retry_after, rotation.next_retirement_wake(status, self.clock()))
-        retired = handlers.retired
-        return Outcome(
-            ref,
-            "unchanged",
-            status.current_version,
-            f"retired {', '.join(retired)}" if retired else "nothing retired",
-            retry_after=retry_after,
-        )
-
-    def _with_retirements(self, outcome: Outcome, spec: CredentialSpec | None = None) -> Outcome:
-        """After a reconcile, sync or rotate: retire what is due, and wake up when the next one
-        is. Decided on this engine's copy of the CR (as its last write returned it), so a
-        rotation that retires nothing costs no extra request; ``retire_due`` reads it afresh."""
-        credential = self._copies.get(outcome.ref)
-        if spec is None and credential is not None:
-            spec = credential.spec
-        if spec is not None and not isinstance(spec.target, CephxTarget):
-            return outcome  # only cephx generations retire: no need to read the CR again
-        try:
-            if credential is None:
-                credential = self._read_cr(outcome.ref)
-        except (BackendError, PreconditionError):
-            return outcome
-        status = credential.status
-        if not isinstance(credential.spec.target, CephxTarget) or not status.retiring:
-            return outcome
-        if not any(
-            e != status.current_entity for e in rotation.due_retirements(status, self.clock())
-        ):
-            outcome.retry_after = earliest(
-                outcome.retry_after, rotation.next_retirement_wake(status, self.clock())
-            )
-            return outcome
-        try:
-            retired = self.retire_due(outcome.ref)
-        except (BackendError, PreconditionError) as exc:
-            log.warning("%s: retirement check failed: %s", outcome.ref, exc)
-            return outcome
-        outcome.retry_after = earliest(outcome.retry_after, retired.retry_after)
-        return outcome
+        """Retire the earlier cephx generations whose grace has passed (see ``cephx_lifecycle``)."""
+        return self.cephx_lifecycle.retire_due(ref)
 
     # -- dry run ------------------------------------------------------------------------------
 
@@ -1205,7 +982,7 @@ class Engine:
         status, blocked = rotation.blocked(
             credential.status, reason, str(exc), transient, self._context(credential)
         )
-        retry_after = effects.apply(blocked, status, _DirectHandlers(self, credential)).retry_after
+        retry_after = effects.apply(blocked, status, DirectHandlers(self, credential)).retry_after
         return Outcome(
             credential.ref,
             "failed",
