@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from vaultbridge.adapters import credential_from
 from vaultbridge.engine.deletion import CEPHX_FINALIZER
-from vaultbridge.engine.engine import PREIMAGE_SUFFIX
 from vaultbridge.engine.outcome import Outcome
+from vaultbridge.engine.preimage import PREIMAGE_SUFFIX
 from vaultbridge.kube import (
     KIND,
     OWNER_ANNOTATION,

@@ -25,6 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from vaultbridge import rotation
 from vaultbridge.engine import effects, faults
+from vaultbridge.engine.annotations import ROTATION_ANNOTATION, VERSION_ANNOTATION
 from vaultbridge.engine.cephx import CephxDriver, make_driver
 from vaultbridge.engine.cephx_lifecycle import CephxLifecycle
 from vaultbridge.engine.deletion import CephxCleanup
@@ -43,6 +44,7 @@ from vaultbridge.engine.ports import (
     StoredSecret,
     VaultStore,
 )
+from vaultbridge.engine.preimage import PreimageStore
 from vaultbridge.engine.reads import Reads, keep, resolved
 from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver, holds
 from vaultbridge.model.errors import BackendError, ConcurrentRotation, PreconditionError
@@ -58,16 +60,14 @@ from vaultbridge.model.spec import (
 )
 from vaultbridge.model.status import Status
 
+__all__ = ["ROTATION_ANNOTATION", "VERSION_ANNOTATION", "Engine", "Observer"]
+
 log = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
 
-VERSION_ANNOTATION = "vaultbridge.io/vault-version"
-ROTATION_ANNOTATION = "vaultbridge.io/rotation-id"
-ABSENT_ANNOTATION = "vaultbridge.io/absent-keys"
-PREIMAGE_SUFFIX = "-vaultbridge-preimage"
 CARRIED_OVER_FIELDS = frozenset({"user", "username", "userid", "id", "name", "entity"})
 
 
@@ -137,6 +137,7 @@ class Engine:
         self._secret_copies: dict[tuple[str, str], StoredSecret] = {}
         self.cleanup = CephxCleanup(credentials, events, self._cephx, jitter)
         self.cephx_lifecycle = CephxLifecycle(self)
+        self.preimages = PreimageStore(secrets, self._read_secret, self._wrote_secret)
 
     # -- Secret reads, cached for the length of one rotation -------------------------------------
 
@@ -582,33 +583,7 @@ class Engine:
     # -- actions ---------------------------------------------------------------------------------
 
     def _snapshot(self, job: Job) -> None:
-        spec = job.spec
-        namespace = job.credential.ref.namespace
-        stash_name = spec.secret.name + PREIMAGE_SUFFIX
-        stash = None if job.stash == "absent" else self._read_secret(namespace, stash_name)
-        policy = getattr(job.driver, "stash_policy", "auto")
-        if policy == "never":
-            pass
-        elif stash is None or stash.annotations.get(ROTATION_ANNOTATION) != job.rotation_id:
-            current = job.driver.read()
-            secret = self._read_secret(namespace, spec.secret.name)
-            # the normal case: Ceph holds what the Secret holds, so the Secret is the pre-image
-            slots = job.driver.slots()
-            secret_holds_preimage = (
-                policy == "auto"
-                and spec.source is not None
-                and secret is not None
-                and (
-                    holds(current, slots, secret.data)
-                    # resumed after Apply: Ceph has the new version, the Secret (changed only at
-                    # promotion) still holds what Ceph had before
-                    or (job.stash == "unknown" and holds(current, slots, job.data))
-                )
-            )
-            if not secret_holds_preimage:
-                if job.journal is not None:
-                    job.journal.barrier()  # our claim stands before we write a pre-image
-                self._write_stash(job, stash_name, current)
+        self.preimages.capture(job)
         # the pending label is informational: best effort, and only for a rotation still under
         # way when its status is next written (a quick one moves the labels once, at Promote)
         self._move_labels(
@@ -618,20 +593,6 @@ class Engine:
             pending=job.version,
             later=True,
         )
-
-    def _write_stash(self, job: Job, name: str, current: Mapping[str, Sensitive | None]) -> None:
-        present = {key: value for key, value in current.items() if value is not None}
-        absent = sorted(key for key, value in current.items() if value is None)
-        self.secrets.write(
-            job.credential,
-            name,
-            present,
-            annotations={ROTATION_ANNOTATION: job.rotation_id, ABSENT_ANNOTATION: ",".join(absent)},
-            adopt=False,
-            policy="Delete",  # vaultbridge's own rollback data: it goes with the CR
-        )
-        self._wrote_secret(job.credential.ref.namespace, name)
-        job.stash = "written"
 
     def _verify(self, job: Job) -> None:
         mismatches = job.driver.verify(job.data)
@@ -668,7 +629,7 @@ class Engine:
         self._move_labels(
             job, current=job.version, previous=previous, pending=None, after_status=True
         )
-        self._drop_stash(job)
+        self.preimages.drop(job)
 
     def _move_labels(
         self,
@@ -709,22 +670,7 @@ class Engine:
 
     def _restore(self, job: Job) -> None:
         spec = job.spec
-        namespace = job.credential.ref.namespace
-        stash = (
-            None
-            if job.stash == "absent"
-            else self._read_secret(namespace, spec.secret.name + PREIMAGE_SUFFIX)
-        )
-        preimage: dict[str, Sensitive | None]
-        if stash is not None and stash.annotations.get(ROTATION_ANNOTATION) == job.rotation_id:
-            absent = [k for k in stash.annotations.get(ABSENT_ANNOTATION, "").split(",") if k]
-            preimage = {**dict(stash.data), **dict.fromkeys(absent)}
-        else:
-            secret = self._read_secret(namespace, spec.secret.name)
-            preimage = {
-                slot: (secret.data.get(key) if secret else None)
-                for slot, key in job.driver.slots().items()
-            }
+        preimage = self.preimages.read(job)
         job.driver.restore(preimage)
         if job.journal is not None:
             job.journal.drain_side()  # a pending label under way lands before it is cleared
@@ -739,17 +685,7 @@ class Engine:
                 )
             except BackendError as exc:
                 log.warning("%s: clearing the pending label failed: %s", job.credential.ref, exc)
-        self._drop_stash(job)
-
-    def _drop_stash(self, job: Job) -> None:
-        namespace = job.credential.ref.namespace
-        name = job.spec.secret.name + PREIMAGE_SUFFIX
-        if job.stash == "absent":
-            return
-        if job.stash == "written" or self._read_secret(namespace, name) is not None:
-            self.secrets.delete(namespace, name)
-            self._wrote_secret(namespace, name)
-        job.stash = "absent"
+        self.preimages.drop(job)
 
     # -- reading the desired state ---------------------------------------------------------------
 
