@@ -34,6 +34,7 @@ from vaultbridge.engine.job import Job, StaleCopyError
 from vaultbridge.engine.journal import Journal
 from vaultbridge.engine.lanes import Timers
 from vaultbridge.engine.outcome import Outcome, Result
+from vaultbridge.engine.plan import plan
 from vaultbridge.engine.ports import (
     CephStore,
     CephxStore,
@@ -382,7 +383,7 @@ class Engine:
             generate = spec.generate
         if dry_run:
             try:
-                return self._plan(credential, generate=generate, to_version=to_version)
+                return plan(self, credential, generate=generate, to_version=to_version)
             except (BackendError, PreconditionError) as exc:
                 return self._blocked(credential, exc)
         return self._start(credential, resumed, generate=generate, to_version=to_version)
@@ -850,49 +851,6 @@ class Engine:
         return self.cephx_lifecycle.retire_due(ref)
 
     # -- dry run ------------------------------------------------------------------------------
-
-    def _plan(
-        self, credential: CredentialObject, *, generate: bool, to_version: int | None
-    ) -> Outcome:
-        spec = credential.spec
-        ref = credential.ref
-        driver = self._driver(spec)
-        plan: list[str] = []
-        driver.precheck()
-        self._check_secret_ownership(credential)
-        if spec.source is not None:
-            where = f"{spec.source.mount}/{spec.source.path}"
-            if generate:
-                current = self._vault().current_version(spec.source.mount, spec.source.path)
-                plan.append(
-                    f"generate new values for {', '.join(source_fields(spec))} and write "
-                    f"them to Vault {where} as version {current + 1} (cas={current})"
-                )
-                version = current + 1
-            else:
-                version = self._target_version(credential, generate=False, to_version=to_version)
-                self._job(credential, version)  # reads and validates the fields
-                plan.append(
-                    f"read Vault {where} version {version} "
-                    f"(fields {', '.join(source_fields(spec))}: present)"
-                )
-        else:
-            version = self._target_version(credential, generate=False, to_version=None)
-            self._job(credential, version)
-            plan.append(f"read Secret {ref.namespace}/{spec.secret.name} (the source)")
-        if version == credential.status.current_version and not generate:
-            plan.append(f"version {version} is already current: verify it, repair drift if any")
-        plan += [
-            f"journal rotation to version {version} in {ref} status (phase Pending)",
-            f"snapshot {driver.describe()} for rollback",
-            f"apply version {version} to {driver.describe()}",
-            "verify by exact read-back (config dump / config-key get)",
-            f"promote: write Secret {ref.namespace}/{spec.secret.name} "
-            f"({VERSION_ANNOTATION}={version})"
-            + (", move Vault labels vaultbridge-current/-previous" if spec.source else ""),
-            "on any failure before promotion: restore the snapshot, leave the Secret as it is",
-        ]
-        return Outcome(ref, "planned", version, f"{ref}: plan is valid", plan=plan)
 
     # -- reporting -----------------------------------------------------------------------------
 
