@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 ROTATING_RESULTS = frozenset({"promoted", "rolled-back", "failed"})
 WATCH_ERROR_PAUSE = 1.0
 IN_FLIGHT_RECHECK = 5.0
+ORPHAN_SWEEP_WAIT = 30.0  # how long the start's release of retained Secrets waits for the CRs
 
 
 class LeadershipLost(Exception):  # noqa: N818 - reads better at the raise site
@@ -153,6 +154,7 @@ class Controller:
         # set once the managed-Secret watch is listening (or has failed): workers wait for it,
         # so an edit made right after a rotation's Secret write is never missed
         self._secrets_watched = threading.Event()
+        self._crs_listed = threading.Event()  # the first list of CRs is in the index
         self.metrics.track_credentials(self._credential_samples)
         self.http: HttpServer | None = None
 
@@ -294,9 +296,15 @@ class Controller:
         except BackendError as exc:
             log.warning("%s: could not release its retained Secret: %s", gone.ref, exc)
 
-    def _release_orphans(self, secrets: list[dict[str, Any]]) -> None:
-        """Release retained Secrets whose CR was deleted while no controller ran. The CR is read
-        first: only a Secret whose CR is gone (or is another object by now) is released."""
+    def _release_orphans(self, secrets: list[dict[str, Any]], epoch: int) -> None:
+        """Release retained Secrets whose CR was deleted while no controller ran. Decided on the
+        index once the CRs are listed, so a start costs no request per Secret; a Secret whose CR
+        the index does not know is released only after a read of the CR says it is gone (or is
+        another object by now): it may be one created since the list."""
+        deadline = time.monotonic() + ORPHAN_SWEEP_WAIT
+        while not self._crs_listed.wait(0.5):
+            if not self._acting(epoch) or time.monotonic() > deadline:
+                return  # best effort: a Secret not released keeps an inert link
         for obj in secrets:
             metadata = obj.get("metadata") or {}
             annotations = metadata.get("annotations") or {}
@@ -366,6 +374,7 @@ class Controller:
                     )
                 first = False
                 self._watch_ok["credentialrotations"] = True
+                self._crs_listed.set()
                 for kind, obj in self.app.crs.watch(self.namespaces, snapshot.resource_versions):
                     if not self._acting(epoch):
                         return
@@ -419,14 +428,15 @@ class Controller:
         while self._acting(epoch):
             try:
                 snapshot = watcher.list_snapshot(self.namespaces)
+                first = seen is None
                 if seen is not None:
                     for obj in self._changed_while_away(seen, snapshot.items):
                         self._secret_changed(obj)
-                else:
-                    self._release_orphans(snapshot.items)
                 seen = {_key(obj): obj for obj in snapshot.items}
                 self._watch_ok["secrets"] = True
                 self._secrets_watched.set()
+                if first:  # after the workers may start: it waits for the CRs' first list
+                    self._release_orphans(snapshot.items, epoch)
                 events = watcher.watch(self.namespaces, snapshot.resource_versions)
                 if not self._follow_secrets(events, seen, epoch):
                     return
@@ -615,6 +625,7 @@ class Controller:
         self.queue.clear()
         self.queue.reopen()
         self._secrets_watched.clear()
+        self._crs_listed.clear()
         self.leading.set()
         self._threads = []
         self.schedules.start()

@@ -115,11 +115,6 @@ class OwnedSecret:
         return str(ref["uid"]) if ref is not None and ref.get("uid") else None
 
     @property
-    def retained(self) -> bool:
-        """Linked by annotations only: the Secret outlives its CredentialRotation."""
-        return bool(self.annotations.get(OWNER_UID_ANNOTATION))
-
-    @property
     def vault_version(self) -> int | None:
         value = self.annotations.get(VERSION_ANNOTATION)
         return int(value) if value and value.isdigit() else None
@@ -190,9 +185,10 @@ class SecretSink:
 
         ``extra_owners`` are ``(apiVersion, kind, name)`` in the same namespace; each is looked
         up for its uid (``KubeNotFound`` when one does not exist). Raises
-        :class:`KubeOwnershipError` when the Secret exists and is not controlled by ``owner``
-        (unless ``adopt``: then ``owner`` becomes the controller and the previous controller,
-        if any, is kept as a plain owner). ``KubeConflict`` after ``max_attempts`` lost races.
+        :class:`KubeOwnershipError` when the Secret exists and is not linked to ``owner``
+        (unless ``adopt``: then it is linked to ``owner`` as ``policy`` says; with ``Delete``
+        a previous controller is kept as a plain owner, with ``Retain`` every other owner is
+        left as it is). ``KubeConflict`` after ``max_attempts`` lost races.
 
         ``policy`` decides how the Secret is linked to ``owner`` (module docstring). None is
         the default: a Secret created here is deleted with its owner; an existing one keeps
@@ -361,11 +357,14 @@ class SecretSink:
             )
             return
         namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
-        linked = (metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION)
-        if linked:  # retained by another CredentialRotation (or one that is gone)
-            linked_name = (metadata.get("annotations") or {}).get(OWNER_ANNOTATION)
-            ref = {"kind": owner.kind, "name": linked_name, "apiVersion": owner.api_version}
-            ref["uid"] = linked
+        annotations = metadata.get("annotations") or {}
+        if annotations.get(OWNER_UID_ANNOTATION):  # retained by another CR (or one now gone)
+            ref = {
+                "kind": owner.kind,
+                "apiVersion": owner.api_version,
+                "name": annotations.get(OWNER_ANNOTATION),
+                "uid": annotations[OWNER_UID_ANNOTATION],
+            }
         controller = _describe(ref) if ref is not None else None
         held = f"is controlled by {controller}" if controller else "has no controller"
         raise KubeOwnershipError(
@@ -504,12 +503,17 @@ def _retains(current: Mapping[str, Any], owner: OwnerInfo, policy: Policy | None
     return bool(owner.created and created and created < owner.created)
 
 
+def _link(owner: OwnerInfo) -> dict[str, str]:
+    """The annotations that link a retained Secret to its CredentialRotation."""
+    return {OWNER_ANNOTATION: owner.name, OWNER_UID_ANNOTATION: owner.uid}
+
+
 def _link_retained(body: dict[str, Any], owner: OwnerInfo) -> None:
     metadata = body["metadata"]
     metadata["ownerReferences"] = [
         r for r in metadata.get("ownerReferences") or [] if r.get("uid") != owner.uid
     ]
-    metadata["annotations"].update({OWNER_ANNOTATION: owner.name, OWNER_UID_ANNOTATION: owner.uid})
+    metadata["annotations"].update(_link(owner))
 
 
 def _merged_body(  # noqa: PLR0917
@@ -543,7 +547,7 @@ def _merged_body(  # noqa: PLR0917
             kept.update(controller=False, blockOwnerDeletion=False)
         refs.append(kept)
     if retain:
-        annotations.update({OWNER_ANNOTATION: owner.name, OWNER_UID_ANNOTATION: owner.uid})
+        annotations.update(_link(owner))
     # everything else in metadata (uid, finalizers, managedFields, ...) goes back unchanged
     new_metadata = {
         **metadata,

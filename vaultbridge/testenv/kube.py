@@ -370,6 +370,8 @@ def _start_apiserver(
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
+            # a required setting: Services get addresses from it, but nothing routes them (no
+            # kube-proxy, no node network) and every client here is given https://127.0.0.1
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
             "--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount",
