@@ -248,10 +248,12 @@ class Engine:
     def finalize(self, ref: CredentialRef, *, remove: bool = True) -> Outcome:
         """Finish the deletion of a CR that waits for vaultbridge (cephx ``deletionPolicy:
         Delete``): remove its entities from Ceph (unless not ``remove``), release the CR."""
-        credential = self._read_cr(ref)
+        return self._finalize(self._read_cr(ref), remove=remove)
+
+    def _finalize(self, credential: CredentialObject, *, remove: bool = True) -> Outcome:
         done = self.cleanup.finalize(credential, remove=remove)
         return Outcome(
-            ref,
+            credential.ref,
             "finalized" if done.done else "failed",
             credential.status.current_version,
             done.message,
@@ -300,7 +302,7 @@ class Engine:
                 return self.cephx_lifecycle.with_retirements(outcome, copy.spec)
         credential = self._load(ref, read_vault=True)
         if credential.deleting:
-            return self.finalize(ref)
+            return self._finalize(credential)
         if self.cleanup.keep_finalizer(credential):
             credential = self._read_cr(ref)
         if credential.status.rotation is not None:
