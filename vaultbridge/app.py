@@ -4,9 +4,10 @@ Kubernetes, Ceph) into the engine, and the read-only views the CLI prints."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from vaultbridge.adapters import (
     CephMon,
@@ -22,6 +23,7 @@ from vaultbridge.ceph import (
     ConfigStore,
 )
 from vaultbridge.engine.engine import Engine, Observer
+from vaultbridge.engine.runtime import always
 from vaultbridge.kube import (
     CredentialRotationClient,
     EventRecorder,
@@ -36,6 +38,7 @@ from vaultbridge.model.spec import (
     parse_spec,
 )
 from vaultbridge.model.status import READY, Status
+from vaultbridge.observability.metrics import Metrics, counting
 from vaultbridge.rotation import compliance
 from vaultbridge.settings import Settings, SettingsError
 from vaultbridge.vault import KvV2Source, VaultClient, make_authenticator
@@ -57,6 +60,8 @@ class App:
     vault: VaultClient | None = None
     ceph: CephConnection | None = None
     closers: list[Any] = field(default_factory=list)
+    # the resourceVersion of the engine's own last write of each Secret (namespace, name)
+    own_writes: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def close(self) -> None:
         for closer in self.closers:
@@ -150,25 +155,46 @@ def connect_ceph(settings: Settings) -> CephConnection:
     )
 
 
+_Port = TypeVar("_Port")
+
+
 def build(
-    settings: Settings, *, vault: bool = True, ceph: bool = True, observer: Observer | None = None
+    settings: Settings,
+    *,
+    vault: bool = True,
+    ceph: bool = True,
+    observer: Observer | None = None,
+    kube: KubeClient | None = None,
+    metrics: Metrics | None = None,
+    may_act: Callable[[], bool] = always,
+    identity: str | None = None,
 ) -> App:
-    kube = KubeClient.from_settings(settings.kube.kubeconfig)
+    """The engine on the real adapters. ``metrics``: every port call is counted as a request
+    to its backend; ``may_act``: asked before each action of a rotation (the controller's
+    Lease); ``identity``: the journal holder (default: this process)."""
+    kube = kube or KubeClient.from_settings(settings.kube.kubeconfig)
     crs = CredentialRotationClient(kube)
     vault_client = connect_vault(settings) if vault else None
     ceph_conn = connect_ceph(settings) if ceph else None
+
+    def counted(port: _Port, backend: str) -> _Port:
+        return port if metrics is None else counting(port, backend, metrics, BackendError)
+
     events = KubeEvents(EventRecorder(kube))
+    secrets = KubeSecrets(SecretSink(kube))
     engine = Engine(
-        KubeCredentials(crs),
-        KubeSecrets(SecretSink(kube)),
-        events,
-        VaultKv(KvV2Source(vault_client)) if vault_client else None,
-        CephMon(ceph_conn) if ceph_conn else _NoCeph(),
+        counted(KubeCredentials(crs), "kubernetes"),
+        counted(secrets, "kubernetes"),
+        counted(events, "kubernetes"),
+        counted(VaultKv(KvV2Source(vault_client)), "vault") if vault_client else None,
+        counted(CephMon(ceph_conn), "ceph") if ceph_conn else _NoCeph(),
         observer=observer,
         cephx=CephxMon(ceph_conn) if ceph_conn else None,
+        holder=identity,
         takeover_after=timedelta(seconds=settings.rotation.takeover_after),
+        may_act=may_act,
     )
-    app = App(settings, kube, crs, engine, vault_client, ceph_conn)
+    app = App(settings, kube, crs, engine, vault_client, ceph_conn, own_writes=secrets.written)
     for closer in (
         events.flush,
         getattr(ceph_conn, "close", None),

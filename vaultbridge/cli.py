@@ -458,10 +458,11 @@ def finalize(credential: CredentialRef, keep_ceph: bool, output: str) -> None:
 def run() -> None:
     """The controller: watch CredentialRotations and Secrets and reconcile them until stopped."""
     with clear_errors():
-        from vaultbridge.controller import Controller  # the controller's imports: only for `run`
+        from vaultbridge.controller import build_controller  # its imports: only for `run`
 
-        app = open_app(log_level=load_settings().log_level)
-        Controller(app).run()
+        settings = load_settings()
+        configure_logging(settings.log_level or cli_log_level())
+        build_controller(settings).run()
 
 
 @main.command()
@@ -481,7 +482,7 @@ def demo(mons: int, keep: bool) -> None:
         sys.exit(run_demo(mons=mons, keep=keep))
 
 
-from vaultbridge.access_policies import policy_group  # noqa: E402 - `vaultbridge policy render`
+from vaultbridge.access_policies.command import policy_group  # noqa: E402 - `vaultbridge policy render`
 
 main.add_command(policy_group)
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import pytest
 
@@ -89,17 +90,22 @@ def test_a_timer_that_raises_does_not_stop_the_others() -> None:
 
 def test_the_journal_keeps_a_long_rotation_alive_and_never_drops_its_final_status() -> None:
     from vaultbridge.engine.journal import Journal as _Journal
+    from vaultbridge.engine.journal import StatusWrite
 
     pool = ThreadPoolExecutor(max_workers=4)
     writes: list[tuple[str, int]] = []
 
-    def save(label: str, beats: int) -> None:
-        writes.append((label, beats))
+    def write(label: str, beats: int, *, claim: bool = False) -> StatusWrite:
+        # a label for the credential and a count of beats for the status: the journal only
+        # passes them on
+        return StatusWrite(cast(Any, label), cast(Any, beats), "rv" if claim else None)
 
-    def refreshed(args: tuple[object, ...]) -> tuple[object, ...] | None:
-        label, beats = args
-        assert isinstance(beats, int)
-        return None if label == "final" else (label, beats + 1)  # no journal: nothing to beat
+    def save(written: StatusWrite) -> None:
+        writes.append((cast(str, written.credential), cast(int, written.status)))
+
+    def refreshed(last: StatusWrite) -> StatusWrite | None:
+        label, beats = cast(str, last.credential), cast(int, last.status)
+        return None if label == "final" else write(label, beats + 1)  # no journal: nothing to beat
 
     def soon(check: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 5
@@ -107,14 +113,14 @@ def test_the_journal_keeps_a_long_rotation_alive_and_never_drops_its_final_statu
             assert time.monotonic() < deadline, writes
             time.sleep(0.01)
 
-    with _Journal(pool, Timers(), defer=10) as journal:
+    with _Journal(pool, Timers(), save, defer=10) as journal:
         journal.keep_alive(0.05, refreshed)
-        journal.submit_status(save, "claim", 0, claim=True)
+        journal.submit_status(write("claim", 0, claim=True))
         soon(lambda: len(writes) >= 3)
         assert writes[:3] == [("claim", 0), ("claim", 1), ("claim", 2)]  # rewritten, fresher
-        journal.submit_status(save, "step", 0, claim=False)  # held back: a beat sends it now
+        journal.submit_status(write("step", 0))  # held back: a beat sends it now
         soon(lambda: ("step", 1) in writes)
-        journal.submit_status(save, "final", 0, claim=False)
+        journal.submit_status(write("final", 0))
         time.sleep(0.2)  # beats fall due meanwhile: they must leave the final status alone
         assert ("final", 0) not in writes  # still held back (defer), not dropped or beaten
     assert writes[-1] == ("final", 0)

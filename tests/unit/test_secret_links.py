@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from vaultbridge.kube.secrets import (
+from vaultbridge.kube.secret_bodies import (
     OWNER_ANNOTATION,
     OWNER_UID_ANNOTATION,
     OwnerInfo,
-    _link_retained,
-    _merged_body,
-    _new_body,
-    _retains,
+    link_retained,
+    merged_body,
+    new_body,
+    retains,
 )
 
 OWNER = OwnerInfo(
@@ -59,10 +59,10 @@ def ours() -> dict[str, Any]:
 
 
 def test_a_created_secret_is_owned_unless_retained() -> None:
-    body = _new_body("s", OWNER, [], {"value": "dg=="}, "1", "r1")
+    body = new_body("s", OWNER, [], {"value": "dg=="}, "1", "r1")
     assert [r["uid"] for r in body["metadata"]["ownerReferences"]] == ["uid-cr"]
     assert OWNER_UID_ANNOTATION not in body["metadata"]["annotations"]
-    _link_retained(body, OWNER)
+    link_retained(body, OWNER)
     assert body["metadata"]["ownerReferences"] == []
     assert body["metadata"]["annotations"][OWNER_UID_ANNOTATION] == "uid-cr"
     assert body["metadata"]["annotations"][OWNER_ANNOTATION] == "cr"
@@ -82,12 +82,12 @@ def test_a_created_secret_is_owned_unless_retained() -> None:
     ],
 )
 def test_which_secrets_are_retained(current: dict[str, Any], policy: Any, retain: bool) -> None:
-    assert _retains(current, OWNER, policy) is retain
+    assert retains(current, OWNER, policy) is retain
 
 
 def test_retaining_drops_our_owner_reference_and_keeps_everyone_elses() -> None:
     current = existing([ours(), ROOK])
-    body = _merged_body(current, OWNER, [], {"value": "dg=="}, "2", "r2", retain=True)
+    body = merged_body(current, OWNER, [], {"value": "dg=="}, "2", "r2", retain=True)
     metadata = body["metadata"]
     assert metadata["ownerReferences"] == [ROOK]  # Rook's controller is not demoted
     assert metadata["annotations"][OWNER_UID_ANNOTATION] == "uid-cr"
@@ -98,7 +98,7 @@ def test_retaining_drops_our_owner_reference_and_keeps_everyone_elses() -> None:
 
 def test_delete_on_a_retained_secret_owns_it_again() -> None:
     current = existing(annotations={OWNER_UID_ANNOTATION: "uid-cr", OWNER_ANNOTATION: "cr"})
-    body = _merged_body(current, OWNER, [], {"value": "dg=="}, "2", "r2", retain=False)
+    body = merged_body(current, OWNER, [], {"value": "dg=="}, "2", "r2", retain=False)
     metadata = body["metadata"]
     assert [r["uid"] for r in metadata["ownerReferences"]] == ["uid-cr"]
     assert OWNER_UID_ANNOTATION not in metadata["annotations"]

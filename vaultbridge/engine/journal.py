@@ -7,9 +7,26 @@ import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from vaultbridge.engine.lanes import Lane, Timer, Timers
+from vaultbridge.engine.ports import CredentialObject
+from vaultbridge.model.status import Status
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    """One journal write: ``status`` over ``credential``; ``expect_version`` makes it a claim
+    (refused if the CR changed since it was read)."""
+
+    credential: CredentialObject
+    status: Status
+    expect_version: str | None = None
+
+
+Bookkeeping = Callable[[], object]
+"""Work beside the status writes (moving Vault's labels): no arguments, failures its own."""
 
 
 class Journal:
@@ -20,10 +37,9 @@ class Journal:
     quickly writes its final status only, one that hangs shows its progress. ``barrier()``
     sends what is deferred and waits until everything is written, re-raising the first
     failure; the engine calls it before every action whose journal step must be durable
-    first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order;
-    bookkeeping submitted ``later`` (the pending label) waits like a status write, and is
-    dropped if the rotation's next bookkeeping comes first: a quick rotation moves Vault's
-    labels once, a slow one shows its pending version.
+    first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order,
+    each after the status writes sent before it (nothing lands for a rotation whose claim was
+    refused).
 
     Events follow the status: a step's Normal Event waits as long as its status write may, and
     the steps that pass meanwhile are reported together in one Event (``Promoted: version 7
@@ -32,7 +48,14 @@ class Journal:
     CPU. A Warning goes out at once, after what was held back.
     """
 
-    def __init__(self, pool: ThreadPoolExecutor, timers: Timers, defer: float = 0.25) -> None:
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        timers: Timers,
+        save: Callable[[StatusWrite], object],
+        defer: float = 0.25,
+    ) -> None:
+        self.save = save
         self.status_lane = Lane(pool)
         self.side_lane = Lane(pool)
         self.timers = timers
@@ -41,13 +64,11 @@ class Journal:
         self.failed: BaseException | None = None
         self.defer = defer
         self.lock = threading.Lock()
-        self.deferred: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
-        self.deferred_side: Callable[[], Any] | None = None
-        self.after_status: list[Callable[[], Any]] = []
+        self.deferred: StatusWrite | None = None
         self.timer: Timer | None = None
         self.held_events: list[tuple[str, str]] = []
         self.send_event: Callable[[Literal["Normal", "Warning"], str, str], None] | None = None
-        self.last: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
+        self.last: StatusWrite | None = None
         self.beat: Timer | None = None
         self.closed = False
 
@@ -85,38 +106,17 @@ class Journal:
         self.flush()
         with self.lock:
             self.timer = None
-            if self.deferred_side is not None:
-                call, self.deferred_side = self.deferred_side, None
-                self.side_pending.append(
-                    self.side_lane.submit(functools.partial(self._once_claimed, call))
-                )
             self._send_events()
 
-    def submit(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        later: bool = False,
-        after_status: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """Bookkeeping that need not wait for the status writes (nor they for it); ``later``:
-        only if the rotation is still under way when its deferred status goes out;
-        ``after_status``: started just after the next status write is (the final labels: the
-        final status, the longer request, goes first)."""
-        call = functools.partial(fn, *args, **kwargs)
+    def submit(self, call: Bookkeeping) -> None:
+        """Bookkeeping the status writes need not wait for (nor it for them, once the status
+        writes sent before it have landed)."""
         with self.lock:
-            if later:
-                self.deferred_side = call
-                self._arm()
-                return
-            self.deferred_side = None  # superseded
-            if after_status:
-                self.after_status.append(call)
-                return
-            self.side_pending.append(self.side_lane.submit(call))
+            self.side_pending.append(
+                self.side_lane.submit(functools.partial(self._once_claimed, call))
+            )
 
-    def _once_claimed(self, call: Callable[[], Any]) -> None:
+    def _once_claimed(self, call: Bookkeeping) -> None:
         """Run ``call`` after the status writes sent so far, unless one of them failed."""
         with self.lock:
             sent = list(self.pending)
@@ -126,64 +126,59 @@ class Journal:
             call()
 
     def drain_side(self) -> None:
-        """Drop bookkeeping still held back and wait for what was sent (failures are the
-        bookkeeping's own to report)."""
+        """Wait for the bookkeeping sent so far (failures are the bookkeeping's own to report)."""
         with self.lock:
-            self.deferred_side = None
             pending, self.side_pending = self.side_pending, []
         for future in pending:
             future.exception()
 
-    def submit_status(self, fn: Callable[..., Any], *args: Any, claim: bool, **kwargs: Any) -> None:
+    def submit_status(self, write: StatusWrite) -> None:
+        """A claim goes out at once; any other write is deferred (replaced by a newer one)."""
         with self.lock:
-            if claim:
-                self._send(fn, args, kwargs)
+            if write.expect_version is not None:
+                self._send(write)
                 return
-            self.deferred = (fn, args, kwargs)
+            self.deferred = write
             self._arm()
 
     def keep_alive(
-        self, every: float, refreshed: Callable[[tuple[Any, ...]], tuple[Any, ...] | None]
+        self, every: float, refreshed: Callable[[StatusWrite], StatusWrite | None]
     ) -> None:
         """While the rotation lasts, write the latest status again every ``every`` seconds,
-        its arguments passed through ``refreshed`` (a fresh heartbeat; None: nothing to keep
-        alive any more): the journal shows its holder is still at it."""
+        passed through ``refreshed`` (a fresh heartbeat; None: nothing to keep alive any more):
+        the journal shows its holder is still at it."""
 
         def beat() -> None:
             with self.lock:
                 latest = self.deferred or self.last
-                fresh = refreshed(latest[1]) if latest is not None else None
-                if self.closed or latest is None or fresh is None:
+                fresh = refreshed(latest) if latest is not None else None
+                if self.closed or fresh is None:
                     return  # over, or its final status is on its way: nothing to keep alive
                 self.deferred = None  # what was held back goes out now, with the heartbeat
-                self._send(latest[0], fresh, latest[2])
+                self._send(fresh)
                 self.beat = self.timers.call_later(every, beat)
 
         with self.lock:
             self.beat = self.timers.call_later(every, beat)
 
     def flush(self) -> None:
-        """Send the deferred status write now, then what waits for it (held Events stay held)."""
+        """Send the deferred status write now (held Events stay held)."""
         with self.lock:
             if self.deferred is not None:
-                fn, args, kwargs = self.deferred
-                self.deferred = None
-                self._send(fn, args, kwargs)
-            for call in self.after_status:
-                self.side_pending.append(self.side_lane.submit(call))
-            self.after_status = []
+                write, self.deferred = self.deferred, None
+                self._send(write)
 
-    def _send(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _send(self, write: StatusWrite) -> None:
         # what a heartbeat writes again: never as a claim (that precondition held once)
-        self.last = (fn, args, {k: v for k, v in kwargs.items() if k != "expect_version"})
-        call = functools.partial(self._unless_failed, fn, *args, **kwargs)
+        self.last = replace(write, expect_version=None)
+        call = functools.partial(self._unless_failed, write)
         self.pending.append(self.status_lane.submit(call))
 
-    def _unless_failed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _unless_failed(self, write: StatusWrite) -> object:
         if self.failed is not None:  # nothing after a failed write (a lost claim) may land
             raise self.failed
         try:
-            return fn(*args, **kwargs)
+            return self.save(write)
         except BaseException as exc:
             self.failed = exc
             raise
@@ -212,7 +207,6 @@ class Journal:
                     future.exception()
         finally:
             with self.lock:
-                self.deferred_side = None  # the rotation is over: its pending label is moot
                 self.closed = True
                 for timer in (self.timer, self.beat):
                     if timer is not None:

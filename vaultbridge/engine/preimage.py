@@ -38,7 +38,7 @@ class PreimageStore:
         spec = job.spec
         namespace = job.credential.ref.namespace
         stash_name = spec.secret.name + PREIMAGE_SUFFIX
-        policy = getattr(job.driver, "stash_policy", "auto")
+        policy = job.driver.stash_policy
         if policy == "never":
             return
         stash = None if job.stash == "absent" else self.read_secret(namespace, stash_name)

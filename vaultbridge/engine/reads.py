@@ -1,9 +1,8 @@
-"""What one rotation reads once (the per-rotation read cache) and the engine's bounded copies."""
+"""What one rotation reads once (the per-rotation read cache), and the bounded copies."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -15,21 +14,12 @@ _T = TypeVar("_T")
 
 @dataclass
 class Reads:
-    """What one rotation reads once: Secrets (some started early), Vault versions, and the
-    latest Vault version when its read was started while the CR was being read."""
+    """What one rotation reads once: Secrets, Vault versions, and the latest Vault version
+    (read from the engine's copy of the CR, handed to the fresh read that follows)."""
 
-    secrets: dict[tuple[str, str], Future[StoredSecret | None]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], StoredSecret | None] = field(default_factory=dict)
     vault: dict[tuple[str, str, int], Mapping[str, Sensitive]] = field(default_factory=dict)
-    latest: dict[tuple[str, str], Future[tuple[int, Mapping[str, Sensitive]]]] = field(
-        default_factory=dict
-    )
-
-
-def resolved(value: _T) -> Future[_T]:
-    """A future that already holds ``value`` (what a read cache holds for a known result)."""
-    done: Future[_T] = Future()
-    done.set_result(value)
-    return done
+    latest: dict[tuple[str, str], tuple[int, Mapping[str, Sensitive]]] = field(default_factory=dict)
 
 
 _K = TypeVar("_K")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Literal, Protocol
 
 from vaultbridge.engine.ports import CephStore, ConfigKey
 from vaultbridge.model.errors import PreconditionError
@@ -18,9 +18,13 @@ from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import ConfigKeyTarget, ConfigTarget, CredentialSpec
 
 Values = Mapping[str, Sensitive | None]
+StashPolicy = Literal["auto", "always", "never"]
 
 
 class TargetDriver(Protocol):
+    """One rotation's view of its Ceph target; the hooks at the end let the generic path stay
+    ignorant of the kind (cephx fills them, the plain targets need none)."""
+
     def describe(self) -> str: ...
 
     def data_keys(self) -> list[str]: ...
@@ -39,6 +43,45 @@ class TargetDriver(Protocol):
 
     def precheck(self) -> None: ...
 
+    @property
+    def journal_entity(self) -> str | None:
+        """The entity a rotation's journal names (status.rotation.entity), if any."""
+        ...
+
+    @property
+    def stash_policy(self) -> StashPolicy:
+        """When a pre-image Secret is kept: ``auto`` unless the Secret already holds what Ceph
+        has, ``always``, or ``never`` (nothing to restore but removing what was added)."""
+        ...
+
+    def check_secret_data(self, data: Mapping[str, Sensitive], where: str) -> None:
+        """The Secret is the source: refuse data this target cannot take."""
+        ...
+
+    def check_new(self) -> None:
+        """Before a rotation starts: refuse one that would overwrite what it did not make."""
+        ...
+
+    def before_promote(self) -> None:
+        """The last step in Ceph before the Secret is written (pending keys: commit)."""
+        ...
+
+
+class PlainDriver:
+    """The hooks of a target Ceph holds plain values for: none of them does anything."""
+
+    journal_entity: str | None = None
+    stash_policy: StashPolicy = "auto"
+
+    def check_secret_data(self, data: Mapping[str, Sensitive], where: str) -> None:
+        return None
+
+    def check_new(self) -> None:
+        return None
+
+    def before_promote(self) -> None:
+        return None
+
 
 def holds(current: Values, slots: Mapping[str, str], data: Mapping[str, Sensitive | None]) -> bool:
     """Does Ceph (``current``, per slot) hold exactly ``data`` (per data key) in every slot?"""
@@ -50,7 +93,7 @@ def option_slot(who: str, option: str) -> str:
     return "cfg-" + hashlib.sha256(f"{who}\0{option}".encode()).hexdigest()[:20]
 
 
-class ConfigDriver:
+class ConfigDriver(PlainDriver):
     """Options in the mon config database; several options are applied all-or-nothing."""
 
     def __init__(self, spec: CredentialSpec, target: ConfigTarget, ceph: CephStore) -> None:
@@ -143,7 +186,7 @@ class ConfigDriver:
                     )
 
 
-class ConfigKeyDriver:
+class ConfigKeyDriver(PlainDriver):
     """One key in the mon config-key store."""
 
     def __init__(self, spec: CredentialSpec, target: ConfigKeyTarget, ceph: CephStore) -> None:

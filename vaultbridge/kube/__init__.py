@@ -40,7 +40,7 @@ from vaultbridge.kube.errors import (
 )
 from vaultbridge.kube.events import EventRecorder, ObjectRef
 from vaultbridge.kube.lease import LeaderElector
-from vaultbridge.kube.secrets import (
+from vaultbridge.kube.secret_bodies import (
     EXTRA_OWNERS_ANNOTATION,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -50,8 +50,8 @@ from vaultbridge.kube.secrets import (
     VERSION_ANNOTATION,
     OwnedSecret,
     OwnerInfo,
-    SecretSink,
 )
+from vaultbridge.kube.secrets import SecretSink
 from vaultbridge.kube.secretwatch import ManagedSecretWatch
 from vaultbridge.kube.tokens import TokenClient, request_token, review_token
 

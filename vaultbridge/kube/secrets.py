@@ -15,12 +15,10 @@ take the Secret with it, whether or not a controller runs.
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from vaultbridge.kube.client import KubeClient
@@ -33,112 +31,33 @@ from vaultbridge.kube.errors import (
     Operation,
     raise_translated,
 )
+from vaultbridge.kube.secret_bodies import (
+    EXTRA_OWNERS_ANNOTATION,
+    LINK_ANNOTATIONS,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    OWNER_ANNOTATION,
+    OWNER_UID_ANNOTATION,
+    ROTATION_ANNOTATION,
+    VERSION_ANNOTATION,
+    OwnedSecret,
+    OwnerInfo,
+    PlannedWrite,
+    Policy,
+    b64,
+    controller_of,
+    decode,
+    describe_owner,
+    link_retained,
+    merged_body,
+    new_body,
+    retains,
+    revealed_values,
+    same_body,
+)
 from vaultbridge.model.sensitive import Sensitive
 
 log = logging.getLogger(__name__)
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "vaultbridge"
-VERSION_ANNOTATION = "vaultbridge.io/vault-version"
-ROTATION_ANNOTATION = "vaultbridge.io/rotation-id"
-EXTRA_OWNERS_ANNOTATION = "vaultbridge.io/extra-owners"
-"""uids of the extra ownerReferences vaultbridge added, so that it can drop stale ones later."""
-OWNER_ANNOTATION = "vaultbridge.io/owner"
-"""A retained Secret's link to its CredentialRotation: the CR's name (same namespace)."""
-OWNER_UID_ANNOTATION = "vaultbridge.io/owner-uid"
-"""... and its uid: a later CR of the same name is a different owner and must adopt."""
-LINK_ANNOTATIONS = (OWNER_ANNOTATION, OWNER_UID_ANNOTATION)
-
-Policy = Literal["Retain", "Delete"]
-
-
-@dataclass(frozen=True)
-class OwnerInfo:
-    """The object that controls a Secret (the CredentialRotation)."""
-
-    api_version: str
-    kind: str
-    name: str
-    uid: str
-    created: str | None = None  # creationTimestamp: a Secret older than its CR was adopted
-
-    def reference(self, *, controller: bool) -> dict[str, Any]:
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": controller,
-            "blockOwnerDeletion": controller,
-        }
-
-    @classmethod
-    def of(cls, obj: Mapping[str, Any]) -> OwnerInfo:
-        """The owner info of a raw object (a dict as the API server sends it)."""
-        metadata = obj["metadata"]
-        return cls(str(obj["apiVersion"]), str(obj["kind"]), metadata["name"], metadata["uid"])
-
-
-@dataclass(frozen=True)
-class OwnedSecret:
-    """A Secret as read back: data decoded (UTF-8) and wrapped in :class:`Sensitive`."""
-
-    namespace: str
-    name: str
-    uid: str
-    resource_version: str
-    type: str
-    data: dict[str, Sensitive] = field(repr=False)
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    owner_references: list[dict[str, Any]] = field(default_factory=list)
-    # the object as the API server sent it (base64 data): lets a later write skip a re-read
-    raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def controller(self) -> dict[str, Any] | None:
-        """The ownerReference with ``controller: true``, if any."""
-        return _controller_of(self.owner_references)
-
-    def is_controlled_by(self, uid: str) -> bool:
-        ref = self.controller
-        return ref is not None and ref.get("uid") == uid
-
-    @property
-    def linked_uid(self) -> str | None:
-        """The uid of the CredentialRotation this Secret belongs to: the retained link's, else
-        the controller's (None: nobody's)."""
-        linked = self.annotations.get(OWNER_UID_ANNOTATION)
-        if linked:
-            return linked
-        ref = self.controller
-        return str(ref["uid"]) if ref is not None and ref.get("uid") else None
-
-    @property
-    def vault_version(self) -> int | None:
-        value = self.annotations.get(VERSION_ANNOTATION)
-        return int(value) if value and value.isdigit() else None
-
-    @property
-    def rotation_id(self) -> str | None:
-        return self.annotations.get(ROTATION_ANNOTATION)
-
-
-@dataclass(frozen=True)
-class _Write:
-    """One call of :meth:`SecretSink.write`, as its attempts need it (values encoded)."""
-
-    namespace: str
-    name: str
-    owner: OwnerInfo
-    extras: list[dict[str, Any]]
-    encoded: dict[str, str] = field(repr=False)
-    secrets: list[str] = field(repr=False)
-    version: str
-    rotation_id: str
-    adopt: bool
-    annotations: dict[str, str]
-    policy: Policy | None
 
 
 def secret_path(namespace: str | None, name: str | None = None) -> str:
@@ -158,7 +77,7 @@ class SecretSink:
 
     def get(self, namespace: str, name: str) -> OwnedSecret | None:
         raw = self._read(namespace, name)
-        return None if raw is None else _decode(raw)
+        return None if raw is None else decode(raw)
 
     def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
         op = Operation("get", "secrets", namespace, name)
@@ -198,12 +117,12 @@ class SecretSink:
         for key, value in data.items():
             if not isinstance(value, Sensitive):
                 raise TypeError(f"data[{key!r}] must be Sensitive, not {type(value).__name__}")
-        job = _Write(
+        job = PlannedWrite(
             namespace=namespace,
             name=name,
             owner=owner,
             extras=[self._resolve_owner(namespace, *ref) for ref in extra_owners],
-            encoded={k: _b64(v.reveal()) for k, v in data.items()},
+            encoded={k: b64(v.reveal()) for k, v in data.items()},
             secrets=[v.reveal() for v in data.values()],
             version=version_annotation,
             rotation_id=rotation_id,
@@ -233,7 +152,7 @@ class SecretSink:
                     attempt,
                     (time.monotonic() - started) * 1000,
                 )
-            return _decode(result)
+            return decode(result)
         raise KubeConflict(
             f"conflict: Secret {name!r} in namespace {namespace!r} kept changing; "
             f"gave up after {self.max_attempts} attempts",
@@ -244,12 +163,12 @@ class SecretSink:
             name=name,
         )
 
-    def _create(self, job: _Write, attempt: int) -> dict[str, Any] | None:
+    def _create(self, job: PlannedWrite, attempt: int) -> dict[str, Any] | None:
         """POST the new Secret; None when one was created meanwhile (read it, decide again)."""
-        body = _new_body(job.name, job.owner, job.extras, job.encoded, job.version, job.rotation_id)
+        body = new_body(job.name, job.owner, job.extras, job.encoded, job.version, job.rotation_id)
         body["metadata"]["annotations"].update(job.annotations)
         if job.policy == "Retain":
-            _link_retained(body, job.owner)
+            link_retained(body, job.owner)
         op = Operation("create", "secrets", job.namespace, job.name)
         try:
             return self.kube.request(
@@ -260,16 +179,16 @@ class SecretSink:
             return None
 
     def _update(
-        self, job: _Write, current: dict[str, Any], from_known: bool, attempt: int
+        self, job: PlannedWrite, current: dict[str, Any], from_known: bool, attempt: int
     ) -> dict[str, Any] | None:
         """PUT the merged Secret (``current`` itself when nothing differs); None: try again."""
         self._check_ownership(current, job.owner, job.adopt)
-        retain = _retains(current, job.owner, job.policy)
-        body = _merged_body(
+        retain = retains(current, job.owner, job.policy)
+        body = merged_body(
             current, job.owner, job.extras, job.encoded, job.version, job.rotation_id, retain=retain
         )
         body["metadata"]["annotations"].update(job.annotations)
-        if _same(current, body):
+        if same_body(current, body):
             if from_known:
                 return None  # confirm on a fresh read before skipping the write
             log.debug("Secret %s/%s already up to date", job.namespace, job.name)
@@ -277,7 +196,9 @@ class SecretSink:
         op = Operation("update", "secrets", job.namespace, job.name)
         path = secret_path(job.namespace, job.name)
         try:
-            return self.kube.request(op, "PUT", path, body, secrets=job.secrets + _values(current))
+            return self.kube.request(
+                op, "PUT", path, body, secrets=job.secrets + revealed_values(current)
+            )
         except KubeNotFound:
             if not from_known:
                 raise
@@ -317,7 +238,7 @@ class SecretSink:
             op = Operation("update", "secrets", namespace, name)
             try:
                 self.kube.request(
-                    op, "PUT", secret_path(namespace, name), body, secrets=_values(current)
+                    op, "PUT", secret_path(namespace, name), body, secrets=revealed_values(current)
                 )
             except KubeNotFound:
                 return False
@@ -343,7 +264,7 @@ class SecretSink:
 
     def _check_ownership(self, current: Mapping[str, Any], owner: OwnerInfo, adopt: bool) -> None:
         metadata = current.get("metadata", {})
-        ref = _controller_of(metadata.get("ownerReferences") or [])
+        ref = controller_of(metadata.get("ownerReferences") or [])
         if ref is not None and ref.get("uid") == owner.uid:
             return
         if (metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION) == owner.uid:
@@ -353,7 +274,9 @@ class SecretSink:
                 "adopting Secret %s/%s (%s; spec.secret.adopt is true)",
                 metadata.get("namespace"),
                 metadata.get("name"),
-                f"controlled by {_describe(ref)}" if ref is not None else "it had no controller",
+                f"controlled by {describe_owner(ref)}"
+                if ref is not None
+                else "it had no controller",
             )
             return
         namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
@@ -365,7 +288,7 @@ class SecretSink:
                 "name": annotations.get(OWNER_ANNOTATION),
                 "uid": annotations[OWNER_UID_ANNOTATION],
             }
-        controller = _describe(ref) if ref is not None else None
+        controller = describe_owner(ref) if ref is not None else None
         held = f"is controlled by {controller}" if controller else "has no controller"
         raise KubeOwnershipError(
             f"refusing to take over Secret {name!r} in namespace {namespace!r}: it {held}, "
@@ -410,180 +333,3 @@ class SecretSink:
             "controller": False,
             "blockOwnerDeletion": False,
         }
-
-
-def _controller_of(refs: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
-    for ref in refs:
-        if ref.get("controller"):
-            return dict(ref)
-    return None
-
-
-def _describe(ref: Mapping[str, Any] | None) -> str:
-    if ref is None:
-        return "nothing"
-    return f"{ref.get('kind')} {ref.get('name')!r} ({ref.get('apiVersion')}, uid {ref.get('uid')})"
-
-
-def _b64(value: str) -> str:
-    return base64.b64encode(value.encode("utf-8", "surrogateescape")).decode("ascii")
-
-
-def _values(raw: Mapping[str, Any]) -> list[str]:
-    return [str(v) for v in (raw.get("data") or {}).values()] + [
-        s.reveal() for s in _decode_data(raw).values()
-    ]
-
-
-def _decode_data(raw: Mapping[str, Any]) -> dict[str, Sensitive]:
-    out: dict[str, Sensitive] = {}
-    for key, value in (raw.get("data") or {}).items():
-        out[key] = Sensitive(base64.b64decode(value).decode("utf-8", "surrogateescape"))
-    return out
-
-
-def _decode(raw: Mapping[str, Any]) -> OwnedSecret:
-    metadata = raw.get("metadata", {})
-    return OwnedSecret(
-        namespace=str(metadata.get("namespace", "")),
-        name=str(metadata.get("name", "")),
-        uid=str(metadata.get("uid", "")),
-        resource_version=str(metadata.get("resourceVersion", "")),
-        type=str(raw.get("type", "Opaque")),
-        data=_decode_data(raw),
-        labels=dict(metadata.get("labels") or {}),
-        annotations=dict(metadata.get("annotations") or {}),
-        owner_references=[dict(r) for r in metadata.get("ownerReferences") or []],
-        raw=dict(raw),
-    )
-
-
-def _ours(version: str, rotation_id: str, extras: list[dict[str, Any]]) -> dict[str, str]:
-    annotations = {VERSION_ANNOTATION: version, ROTATION_ANNOTATION: rotation_id}
-    if extras:
-        annotations[EXTRA_OWNERS_ANNOTATION] = ",".join(sorted(e["uid"] for e in extras))
-    return annotations
-
-
-def _new_body(  # noqa: PLR0917
-    name: str,
-    owner: OwnerInfo,
-    extras: list[dict[str, Any]],
-    encoded: dict[str, str],
-    version: str,
-    rotation_id: str,
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
-            "annotations": _ours(version, rotation_id, extras),
-            "ownerReferences": [owner.reference(controller=True), *extras],
-        },
-        "type": "Opaque",
-        "data": dict(encoded),
-    }
-
-
-def _retains(current: Mapping[str, Any], owner: OwnerInfo, policy: Policy | None) -> bool:
-    """Whether an existing Secret is to be retained (linked by annotations only)."""
-    if policy is not None:
-        return policy == "Retain"
-    metadata = current.get("metadata") or {}
-    if (metadata.get("annotations") or {}).get(OWNER_UID_ANNOTATION) == owner.uid:
-        return True
-    ref = _controller_of(metadata.get("ownerReferences") or [])
-    if ref is None or ref.get("uid") != owner.uid:
-        return True  # being adopted: it was here before vaultbridge
-    created = str(metadata.get("creationTimestamp") or "")
-    # RFC 3339 in UTC with second precision compares as text: older than its owner means an
-    # earlier release adopted it with an ownerReference
-    return bool(owner.created and created and created < owner.created)
-
-
-def _link(owner: OwnerInfo) -> dict[str, str]:
-    """The annotations that link a retained Secret to its CredentialRotation."""
-    return {OWNER_ANNOTATION: owner.name, OWNER_UID_ANNOTATION: owner.uid}
-
-
-def _link_retained(body: dict[str, Any], owner: OwnerInfo) -> None:
-    metadata = body["metadata"]
-    metadata["ownerReferences"] = [
-        r for r in metadata.get("ownerReferences") or [] if r.get("uid") != owner.uid
-    ]
-    metadata["annotations"].update(_link(owner))
-
-
-def _merged_body(  # noqa: PLR0917
-    current: Mapping[str, Any],
-    owner: OwnerInfo,
-    extras: list[dict[str, Any]],
-    encoded: dict[str, str],
-    version: str,
-    rotation_id: str,
-    *,
-    retain: bool = False,
-) -> dict[str, Any]:
-    metadata = dict(current.get("metadata", {}))
-    annotations = dict(metadata.get("annotations") or {})
-    ours_before = set(filter(None, annotations.get(EXTRA_OWNERS_ANNOTATION, "").split(",")))
-    annotations.pop(EXTRA_OWNERS_ANNOTATION, None)
-    for key in LINK_ANNOTATIONS:
-        annotations.pop(key, None)
-    annotations.update(_ours(version, rotation_id, extras))
-    labels = {**(metadata.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-    extra_uids = {e["uid"] for e in extras}
-    refs: list[dict[str, Any]] = [] if retain else [owner.reference(controller=True)]
-    refs += extras
-    for ref in metadata.get("ownerReferences") or []:
-        uid = ref.get("uid")
-        if uid == owner.uid or uid in extra_uids or uid in ours_before:
-            continue  # ours: rebuilt above (or a stale extra owner, dropped)
-        kept = dict(ref)
-        if kept.get("controller") and not retain:
-            # adopting with Delete: the former controller stays a plain owner
-            kept.update(controller=False, blockOwnerDeletion=False)
-        refs.append(kept)
-    if retain:
-        annotations.update(_link(owner))
-    # everything else in metadata (uid, finalizers, managedFields, ...) goes back unchanged
-    new_metadata = {
-        **metadata,
-        "labels": labels,
-        "annotations": annotations,
-        "ownerReferences": refs,
-    }
-    body: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": new_metadata,
-        "type": current.get("type", "Opaque"),  # the type of a Secret cannot change
-        "data": {**(current.get("data") or {}), **encoded},
-    }
-    if current.get("immutable") is not None:
-        body["immutable"] = current["immutable"]
-    return body
-
-
-def _same(current: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
-    cur, new = current.get("metadata", {}), body["metadata"]
-    return (
-        (current.get("data") or {}) == body["data"]
-        and (cur.get("labels") or {}) == new["labels"]
-        and (cur.get("annotations") or {}) == new["annotations"]
-        and [_ref_key(r) for r in cur.get("ownerReferences") or []]
-        == [_ref_key(r) for r in new["ownerReferences"]]
-    )
-
-
-def _ref_key(ref: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (
-        ref.get("apiVersion"),
-        ref.get("kind"),
-        ref.get("name"),
-        ref.get("uid"),
-        bool(ref.get("controller")),
-        bool(ref.get("blockOwnerDeletion")),
-    )

@@ -19,7 +19,8 @@ from vaultbridge.kube.crd import ListSnapshot, _merge, _scopes, stream_events
 from vaultbridge.kube.errors import (
     Operation,
 )
-from vaultbridge.kube.secrets import MANAGED_BY_LABEL, MANAGED_BY_VALUE, secret_path
+from vaultbridge.kube.secret_bodies import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from vaultbridge.kube.secrets import secret_path
 
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 _KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from vaultbridge.model.sensitive import Sensitive
 
@@ -29,10 +29,9 @@ KEEP_PRIOR_RANGE: Final = (1, 10)
 
 Strategy = Literal["alternate", "in-place"]
 DeletionPolicy = Literal["Retain", "Delete"]
+TargetKind = Literal["config", "configKey", "cephx"]
+"""The CRD's name for each kind of target (``spec.target.<kind>``)."""
 
-_ENTITY_RE: Final = re.compile(r"client\.[A-Za-z0-9_.-]+")
-_K8S_NAME_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DATA_KEY_RE: Final = re.compile(r"[-._a-zA-Z0-9]+")
 _DURATION_RE: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _DURATION_UNIT_SECONDS: Final = {
     "ns": 1e-9,
@@ -120,6 +119,7 @@ class ConfigTarget:
     per field, named after the field).
     """
 
+    kind: ClassVar[TargetKind] = "config"
     entries: tuple[ConfigEntry, ...]
     is_list: bool
 
@@ -128,6 +128,7 @@ class ConfigTarget:
 class ConfigKeyTarget:
     """A key in the mon config-key store."""
 
+    kind: ClassVar[TargetKind] = "configKey"
     key: str
 
 
@@ -135,6 +136,7 @@ class ConfigKeyTarget:
 class CephxTarget:
     """A cephx client entity (``alternate``: ``<entity>.<generation>``; ``in-place``: one key)."""
 
+    kind: ClassVar[TargetKind] = "cephx"
     entity: str
     caps: tuple[tuple[str, str], ...]
     strategy: Strategy = "alternate"
@@ -221,363 +223,6 @@ def parse_spec(obj: Mapping[str, Any]) -> CredentialSpec:
 
     Raises ``SpecError`` listing every problem, not only the first.
     """
-    return _SpecParser().parse(obj)
+    from vaultbridge.model.spec_parser import SpecParser  # it builds what this module defines
 
-
-class _SpecParser:
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def problem(self, path: str, what: str) -> None:
-        self.problems.append(f"{path}: {what}")
-
-    def parse(self, obj: Any) -> CredentialSpec:
-        if not isinstance(obj, Mapping):
-            raise SpecError(("spec: must be an object",))
-        source = self.source(obj.get("source"))
-        secret = self.secret(obj.get("secret"))
-        default_field = source.field if source is not None else DEFAULT_FIELD
-        target = self.target(obj.get("target"), default_field)
-        schedule = self.schedule(obj.get("schedule"))
-        is_cephx = isinstance(target, CephxTarget)
-        generate = self.boolean(obj, "generate", "spec.generate", default=is_cephx)
-        if generate and obj.get("source") is None:
-            if "generate" in obj:
-                self.problem("spec.source", "required when spec.generate is true")
-            elif is_cephx:
-                self.problem(
-                    "spec.source",
-                    "required for cephx targets unless spec.generate is false",
-                )
-        max_age = self.duration(obj.get("maxAge"), "spec.maxAge", positive=True)
-        suspend = self.boolean(obj, "suspend", "spec.suspend", default=False)
-        history_limit = self.integer(
-            obj.get("historyLimit"), "spec.historyLimit", default=10, bounds=HISTORY_LIMIT_RANGE
-        )
-        if secret is not None and secret.deletion_policy == "Delete" and obj.get("source") is None:
-            self.problem(
-                "spec.secret.deletionPolicy",
-                "Delete is not allowed without spec.source: the Secret is the source, the "
-                "user's own data, and is always retained",
-            )
-        if self.problems or secret is None or target is None:
-            raise SpecError(tuple(self.problems))
-        return CredentialSpec(
-            source=source,
-            secret=secret,
-            target=target,
-            schedule=schedule,
-            generate=generate,
-            max_age=max_age,
-            suspend=suspend,
-            history_limit=history_limit,
-        )
-
-    # -- building blocks -------------------------------------------------------------------
-
-    def mapping(self, value: Any, path: str, *, required: bool) -> Mapping[str, Any] | None:
-        if value is None:
-            if required:
-                self.problem(path, "required")
-            return None
-        if not isinstance(value, Mapping):
-            self.problem(path, "must be an object")
-            return None
-        return value
-
-    def string(
-        self,
-        obj: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        default: str | None = None,
-        pattern: re.Pattern[str] | None = None,
-        pattern_hint: str = "",
-    ) -> str | None:
-        value = obj.get(key)
-        if value is None:
-            if default is None:
-                self.problem(path, "required")
-            return default
-        if not isinstance(value, str):
-            self.problem(path, "must be a string")
-            return None
-        if not value.strip():
-            self.problem(path, "must not be empty")
-            return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.problem(path, f"{value!r} {pattern_hint}")
-            return None
-        return value
-
-    def boolean(self, obj: Mapping[str, Any], key: str, path: str, *, default: bool) -> bool:
-        value = obj.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.problem(path, "must be true or false")
-            return default
-        return value
-
-    def integer(self, value: Any, path: str, *, default: int, bounds: tuple[int, int]) -> int:
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(path, "must be an integer")
-            return default
-        low, high = bounds
-        if not low <= value <= high:
-            self.problem(path, f"must be between {low} and {high}, got {value}")
-            return default
-        return value
-
-    def duration(self, value: Any, path: str, *, positive: bool) -> timedelta | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.problem(path, "must be a duration string such as '720h' or '10m'")
-            return None
-        try:
-            parsed = parse_duration(value)
-        except ValueError as exc:
-            self.problem(path, str(exc))
-            return None
-        if positive and parsed <= timedelta(0):
-            self.problem(path, f"must be greater than zero, got {value!r}")
-            return None
-        return parsed
-
-    # -- sections --------------------------------------------------------------------------
-
-    def source(self, value: Any) -> VaultSource | None:
-        source = self.mapping(value, "spec.source", required=False)
-        if source is None:
-            return None
-        mount = self.string(source, "mount", "spec.source.mount")
-        path = self.string(source, "path", "spec.source.path")
-        field = self.string(source, "field", "spec.source.field", default=DEFAULT_FIELD)
-        if mount is None or path is None or field is None:
-            return None
-        return VaultSource(mount=mount.strip("/"), path=path.strip("/"), field=field)
-
-    def secret(self, value: Any) -> SecretSpec | None:
-        secret = self.mapping(value, "spec.secret", required=True)
-        if secret is None:
-            return None
-        name = self.string(
-            secret,
-            "name",
-            "spec.secret.name",
-            pattern=_K8S_NAME_RE,
-            pattern_hint="is not a valid Secret name (lowercase RFC 1123 subdomain)",
-        )
-        key = self.string(
-            secret,
-            "key",
-            "spec.secret.key",
-            default=DEFAULT_FIELD,
-            pattern=_DATA_KEY_RE,
-            pattern_hint="is not a valid Secret data key ([-._a-zA-Z0-9]+)",
-        )
-        owners = self.extra_owners(secret.get("extraOwners"))
-        adopt = self.boolean(secret, "adopt", "spec.secret.adopt", default=False)
-        policy = self.deletion_policy(secret, "spec.secret.deletionPolicy")
-        if name is None or key is None or owners is None or policy == "invalid":
-            return None
-        return SecretSpec(
-            name=name, key=key, extra_owners=owners, adopt=adopt, deletion_policy=policy
-        )
-
-    def deletion_policy(
-        self, obj: Mapping[str, Any], path: str
-    ) -> Literal["Retain", "Delete", "invalid"] | None:
-        """``Retain``, ``Delete``, None when absent, or ``"invalid"`` (reported)."""
-        value = obj.get("deletionPolicy")
-        if value is None:
-            return None
-        if value == "Retain":
-            return "Retain"
-        if value == "Delete":
-            return "Delete"
-        self.problem(path, f"must be Retain or Delete, got {value!r}")
-        return "invalid"
-
-    def extra_owners(self, value: Any) -> tuple[OwnerRef, ...] | None:
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            self.problem("spec.secret.extraOwners", "must be a list")
-            return None
-        owners: list[OwnerRef] = []
-        ok = True
-        for index, item in enumerate(value):
-            path = f"spec.secret.extraOwners[{index}]"
-            owner = self.mapping(item, path, required=True)
-            if owner is None:
-                ok = False
-                continue
-            api_version = self.string(owner, "apiVersion", f"{path}.apiVersion")
-            kind = self.string(owner, "kind", f"{path}.kind")
-            name = self.string(owner, "name", f"{path}.name")
-            if api_version is None or kind is None or name is None:
-                ok = False
-                continue
-            owners.append(OwnerRef(api_version=api_version, kind=kind, name=name))
-        return tuple(owners) if ok else None
-
-    def target(self, value: Any, default_field: str) -> Target | None:
-        target = self.mapping(value, "spec.target", required=True)
-        if target is None:
-            return None
-        present = [
-            kind for kind in ("config", "configKey", "cephx") if target.get(kind) is not None
-        ]
-        if not present:
-            self.problem("spec.target", "exactly one of config, configKey, cephx is required")
-            return None
-        if len(present) > 1:
-            self.problem(
-                "spec.target",
-                f"exactly one of config, configKey, cephx is allowed, got {', '.join(present)}",
-            )
-            return None
-        kind = present[0]
-        if kind == "config":
-            return self.config(target["config"], default_field)
-        if kind == "configKey":
-            return self.config_key(target["configKey"])
-        return self.cephx(target["cephx"])
-
-    def config(self, value: Any, default_field: str) -> ConfigTarget | None:
-        path = "spec.target.config"
-        if isinstance(value, Mapping):
-            entry = self.config_entry(value, path, default_field=default_field)
-            return None if entry is None else ConfigTarget(entries=(entry,), is_list=False)
-        if not isinstance(value, list):
-            self.problem(path, "must be an object or a list of objects")
-            return None
-        if not value:
-            self.problem(path, "must not be empty")
-            return None
-        entries: list[ConfigEntry] = []
-        seen: dict[tuple[str, str], int] = {}
-        ok = True
-        for index, item in enumerate(value):
-            item_path = f"{path}[{index}]"
-            mapping = self.mapping(item, item_path, required=True)
-            entry = None if mapping is None else self.config_entry(mapping, item_path)
-            if entry is None:
-                ok = False
-                continue
-            first = seen.setdefault((entry.who, entry.option), index)
-            if first != index:
-                self.problem(
-                    item_path,
-                    f"duplicate of {path}[{first}] (who={entry.who}, option={entry.option})",
-                )
-                ok = False
-                continue
-            entries.append(entry)
-        return ConfigTarget(entries=tuple(entries), is_list=True) if ok else None
-
-    def config_entry(
-        self, obj: Mapping[str, Any], path: str, *, default_field: str | None = None
-    ) -> ConfigEntry | None:
-        who = self.string(obj, "who", f"{path}.who")
-        option = self.string(obj, "option", f"{path}.option")
-        field = self.string(
-            obj,
-            "field",
-            f"{path}.field",
-            default=default_field,
-            pattern=_DATA_KEY_RE,
-            pattern_hint="is not a valid Secret data key ([-._a-zA-Z0-9]+)",
-        )
-        if who is None or option is None or field is None:
-            return None
-        return ConfigEntry(who=who, option=option, field=field)
-
-    def config_key(self, value: Any) -> ConfigKeyTarget | None:
-        obj = self.mapping(value, "spec.target.configKey", required=True)
-        if obj is None:
-            return None
-        key = self.string(obj, "key", "spec.target.configKey.key")
-        return None if key is None else ConfigKeyTarget(key=key)
-
-    def cephx(self, value: Any) -> CephxTarget | None:
-        path = "spec.target.cephx"
-        obj = self.mapping(value, path, required=True)
-        if obj is None:
-            return None
-        entity = self.string(
-            obj,
-            "entity",
-            f"{path}.entity",
-            pattern=_ENTITY_RE,
-            pattern_hint="must be 'client.' followed by letters, digits, '_', '.' or '-'",
-        )
-        caps = self.caps(obj.get("caps"), f"{path}.caps")
-        strategy = self.string(obj, "strategy", f"{path}.strategy", default="alternate")
-        if strategy is not None and strategy not in STRATEGIES:
-            self.problem(f"{path}.strategy", f"must be alternate or in-place, got {strategy!r}")
-            strategy = None
-        retire_after: timedelta | None = DEFAULT_RETIRE_AFTER
-        if obj.get("retireAfter") is not None:
-            retire_after = self.duration(
-                obj.get("retireAfter"), f"{path}.retireAfter", positive=False
-            )
-        keep_prior = self.integer(
-            obj.get("keepPrior"), f"{path}.keepPrior", default=1, bounds=KEEP_PRIOR_RANGE
-        )
-        policy = self.deletion_policy(obj, f"{path}.deletionPolicy")
-        if (
-            entity is None
-            or caps is None
-            or strategy is None
-            or retire_after is None
-            or policy == "invalid"
-        ):
-            return None
-        return CephxTarget(
-            entity=entity,
-            caps=caps,
-            strategy="alternate" if strategy == "alternate" else "in-place",
-            retire_after=retire_after,
-            keep_prior=keep_prior,
-            deletion_policy="Delete" if policy == "Delete" else "Retain",
-        )
-
-    def caps(self, value: Any, path: str) -> tuple[tuple[str, str], ...] | None:
-        if value is None:
-            return ()
-        if not isinstance(value, Mapping):
-            self.problem(path, "must be an object mapping mon/osd/mds/mgr to a cap string")
-            return None
-        ok = True
-        for service, cap in value.items():
-            if service not in CAP_SERVICES:
-                self.problem(f"{path}.{service}", "unknown service (expected mon, osd, mds, mgr)")
-                ok = False
-            elif not isinstance(cap, str) or not cap.strip():
-                self.problem(f"{path}.{service}", "must be a non-empty string")
-                ok = False
-        if not ok:
-            return None
-        return tuple((service, value[service]) for service in CAP_SERVICES if service in value)
-
-    def schedule(self, value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.problem("spec.schedule", "must be a string")
-            return None
-        fields = value.split()
-        if len(fields) != 5:
-            self.problem(
-                "spec.schedule",
-                "must have 5 fields (minute hour day-of-month month day-of-week), "
-                f"got {len(fields)}",
-            )
-            return None
-        return " ".join(fields)
+    return SpecParser().parse(obj)

@@ -16,10 +16,10 @@ needs and nothing more, so the policies stay in step with the credentials it man
 - ``rbac``: the Helm values that scope the chart's Roles: watched namespaces and the kinds named
   in ``spec.secret.extraOwners``.
 
-The renderers are pure functions of parsed specs; only :func:`load_credentials` and the command
-talk to the Kubernetes API. A CR whose target cannot be expressed safely in a policy (a glob in a
-Vault path, a quote in a Ceph name, the controller's own entity as a cephx target) is named with
-the problem, and nothing is rendered.
+The renderers here are pure functions of parsed specs; the command
+(``access_policies/command.py``) reads the CRs from the Kubernetes API. A CR whose target cannot
+be expressed safely in a policy (a glob in a Vault path, a quote in a Ceph name, the
+controller's own entity as a cephx target) is named with the problem, and nothing is rendered.
 """
 
 from __future__ import annotations
@@ -27,15 +27,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import click
 import yaml
 
-from vaultbridge.model.errors import BackendError
 from vaultbridge.model.spec import (
     CephxTarget,
     ConfigKeyTarget,
@@ -45,17 +42,16 @@ from vaultbridge.model.spec import (
     SpecError,
     parse_spec,
 )
-from vaultbridge.settings import SettingsError, load_settings
 
 KINDS: Final = ("vault", "kubernetes", "ceph", "rbac")
 
 # characters allowed in the parts of a KV path we put into a policy: no globs (* +), no quotes
-_VAULT_PART_RE: Final = re.compile(r"[A-Za-z0-9_.@=-]+(/[A-Za-z0-9_.@=-]+)*")
+VAULT_PART_RE: Final = re.compile(r"[A-Za-z0-9_.@=-]+(/[A-Za-z0-9_.@=-]+)*")
 # Ceph names go into quoted MonCap strings: no quotes, no spaces, no separators
 _WHO_RE: Final = re.compile(r"[A-Za-z0-9_.:/-]+")
 _OPTION_RE: Final = re.compile(r"[A-Za-z0-9_]+")
 _CONFIG_KEY_RE: Final = re.compile(r"[A-Za-z0-9_.:/-]+")
-_ENTITY_RE: Final = re.compile(r"client\.[A-Za-z0-9_.-]+")
+ENTITY_RE: Final = re.compile(r"client\.[A-Za-z0-9_.-]+")
 
 
 class PolicyError(ValueError):
@@ -124,7 +120,7 @@ def target_problems(spec: CredentialSpec, ceph_user: str) -> list[str]:
     problems: list[str] = []
     if spec.source is not None:
         for part, value in (("mount", spec.source.mount), ("path", spec.source.path)):
-            if not _VAULT_PART_RE.fullmatch(value) or ".." in value.split("/"):
+            if not VAULT_PART_RE.fullmatch(value) or ".." in value.split("/"):
                 problems.append(
                     f"spec.source.{part}: {value!r} cannot be granted exactly in a Vault policy "
                     "(use letters, digits, '_', '.', '-', '@', '=' and '/' only; '*' and '+' "
@@ -159,7 +155,7 @@ def target_problems(spec: CredentialSpec, ceph_user: str) -> list[str]:
                 f"spec.target.cephx.entity: {target.entity!r} would let vaultbridge change its "
                 f"own entity {ceph_user} or client.admin; pick another entity name"
             )
-        if not _ENTITY_RE.fullmatch(target.entity):
+        if not ENTITY_RE.fullmatch(target.entity):
             problems.append(f"spec.target.cephx.entity: {target.entity!r} is not a client entity")
     return problems
 
@@ -447,149 +443,3 @@ def render_text(
         ),
     ]
     return "\n".join(f"#### {title}\n{body}" for title, body in sections)
-
-
-# -- the command ------------------------------------------------------------------------------
-
-
-def _vault_ref(text: str | None) -> tuple[str, str] | None:
-    if not text:
-        return None
-    mount, _, path = text.strip("/").partition("/")
-    if not mount or not path or not _VAULT_PART_RE.fullmatch(text.strip("/")):
-        raise click.BadParameter(f"expected MOUNT/PATH of a KV v2 secret, got {text!r}")
-    return mount, path
-
-
-@click.group("policy")
-def policy_group() -> None:
-    """Least-privilege policies for Vault, Kubernetes and Ceph, from the CRs present."""
-
-
-@policy_group.command("render")
-@click.option(
-    "--kind",
-    type=click.Choice([*KINDS, "all"]),
-    default="all",
-    show_default=True,
-    help="vault: HCL policy; kubernetes: Vault Kubernetes auth role (JSON); ceph: cephx caps; "
-    "rbac: Helm values scoping the chart's Roles.",
-)
-@click.option(
-    "--namespace",
-    "-n",
-    "namespaces",
-    multiple=True,
-    help="Only CRs in these namespaces (repeat; default: VAULTBRIDGE_KUBE__NAMESPACES, else all).",
-)
-@click.option("--policy-name", default="vaultbridge", show_default=True)
-@click.option("--role", default="vaultbridge", show_default=True, help="Kubernetes auth role.")
-@click.option(
-    "--service-account",
-    default="vaultbridge",
-    show_default=True,
-    help="The chart's ServiceAccount (the release's full name).",
-)
-@click.option(
-    "--service-account-namespace",
-    default="vaultbridge",
-    show_default=True,
-    help="The namespace vaultbridge is installed in.",
-)
-@click.option("--audience", default=None, help="Audience the role requires, if any.")
-@click.option("--ceph-user", default="client.vaultbridge", show_default=True)
-@click.option(
-    "--keyring-from",
-    default=None,
-    metavar="MOUNT/PATH",
-    help="KV v2 secret the Vault Agent renders the Ceph keyring from (ceph.keyring.source=agent).",
-)
-@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text")
-def render_command(  # noqa: PLR0917 - one parameter per option
-    kind: str,
-    namespaces: tuple[str, ...],
-    policy_name: str,
-    role: str,
-    service_account: str,
-    service_account_namespace: str,
-    audience: str | None,
-    ceph_user: str,
-    keyring_from: str | None,
-    output: str,
-) -> None:
-    """Print the policies vaultbridge needs for the CredentialRotations in the cluster.
-
-    Exits non-zero, naming each CR and its problem, when a CR's target cannot be rendered.
-    """
-    if not _ENTITY_RE.fullmatch(ceph_user):
-        raise click.BadParameter(f"{ceph_user!r} is not a client entity", param_hint="--ceph-user")
-    options = PolicyOptions(
-        policy_name=policy_name,
-        role=role,
-        service_account=service_account,
-        service_account_namespace=service_account_namespace,
-        audience=audience,
-        ceph_user=ceph_user,
-        keyring_source=_vault_ref(keyring_from),
-    )
-    try:
-        objects, plural_of = load_credentials(list(namespaces))
-    except SettingsError as exc:
-        for problem in exc.problems:
-            click.echo(f"vaultbridge: setting {problem}", err=True)
-        sys.exit(2)
-    except BackendError as exc:
-        click.echo(f"vaultbridge: reading CredentialRotations: {exc}", err=True)
-        sys.exit(1)
-    try:
-        credentials = credentials_from(objects, ceph_user)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            click.echo(f"vaultbridge: {problem}", err=True)
-        click.echo("vaultbridge: no policy rendered", err=True)
-        sys.exit(1)
-    if not credentials:
-        click.echo(
-            "vaultbridge: no CredentialRotations found: the policies grant only the basics",
-            err=True,
-        )
-    if output == "json":
-        data = render_all(credentials, options, plural_of)
-        click.echo(json.dumps(data if kind == "all" else data[kind], indent=2))
-    else:
-        click.echo(render_text(kind, credentials, options, plural_of), nl=False)
-
-
-def load_credentials(
-    namespaces: list[str],
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The CR objects (and plurals of their extraOwners' kinds) from the Kubernetes API."""
-    from vaultbridge.kube import CredentialRotationClient, KubeClient
-
-    settings = load_settings()
-    kube = KubeClient.from_settings(settings.kube.kubeconfig)
-    try:
-        scope = namespaces or settings.kube.namespaces or None
-        objects = CredentialRotationClient(kube).list(scope)
-        plural_of: dict[str, str] = {}
-        for obj in objects:
-            owners = ((obj.get("spec") or {}).get("secret") or {}).get("extraOwners") or []
-            for owner in owners if isinstance(owners, list) else []:
-                if not isinstance(owner, Mapping):
-                    continue
-                key = f"{owner.get('apiVersion')}/{owner.get('kind')}"
-                if key not in plural_of:
-                    found = _plural(kube, str(owner.get("apiVersion")), str(owner.get("kind")))
-                    if found:
-                        plural_of[key] = found
-        return objects, plural_of
-    finally:
-        kube.close()
-
-
-def _plural(kube: Any, api_version: str, kind: str) -> str | None:
-    try:
-        resource = kube.dynamic().resources.get(api_version=api_version, kind=kind)
-    except Exception:  # unknown kind: the fallback plural is used
-        return None
-    return str(resource.name)

@@ -1,0 +1,140 @@
+"""What the controller knows of every CredentialRotation, from its list and watch: the index
+the triggers resolve against, the metrics sample, and the Secret-to-CR mapping."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from vaultbridge.engine.preimage import PREIMAGE_SUFFIX
+from vaultbridge.kube import KIND, OWNER_ANNOTATION, OWNER_UID_ANNOTATION
+from vaultbridge.model.spec import CredentialRef, CredentialSpec, SpecError, parse_spec
+from vaultbridge.model.status import Status
+from vaultbridge.observability.metrics import CredentialSample
+from vaultbridge.rotation import compliance
+from vaultbridge.triggers.detect import Source, source_name
+
+
+@dataclass
+class Entry:
+    """What the controller knows of one CredentialRotation (from list/watch)."""
+
+    ref: CredentialRef
+    uid: str
+    generation: int
+    spec: CredentialSpec | None
+    status: Status
+    deleting: bool = False
+    finalizers: tuple[str, ...] = ()
+
+
+def entry_from(raw: dict[str, Any]) -> Entry:
+    """The index entry of a CR as the API server returned it (an invalid spec: None)."""
+    metadata = raw["metadata"]
+    try:
+        spec: CredentialSpec | None = parse_spec(raw.get("spec") or {})
+    except SpecError:
+        spec = None
+    return Entry(
+        ref=CredentialRef(metadata["namespace"], metadata["name"]),
+        uid=str(metadata.get("uid", "")),
+        generation=int(metadata.get("generation", 1) or 1),
+        spec=spec,
+        status=Status.from_dict(raw.get("status")),
+        deleting=bool(metadata.get("deletionTimestamp")),
+        finalizers=tuple(metadata.get("finalizers") or ()),
+    )
+
+
+class CredentialIndex:
+    """The CRs by reference; safe to use from the watch, worker and HTTP threads."""
+
+    def __init__(self) -> None:
+        self._entries: dict[CredentialRef, Entry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ref: CredentialRef) -> Entry | None:
+        with self._lock:
+            return self._entries.get(ref)
+
+    def put(self, entry: Entry) -> Entry | None:
+        """Store ``entry``; the entry it replaces, if any."""
+        with self._lock:
+            old = self._entries.get(entry.ref)
+            self._entries[entry.ref] = entry
+            return old
+
+    def pop(self, ref: CredentialRef) -> Entry | None:
+        with self._lock:
+            return self._entries.pop(ref, None)
+
+    def refs(self) -> list[CredentialRef]:
+        with self._lock:
+            return list(self._entries)
+
+    def entries(self) -> list[Entry]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def sources(self) -> list[Source[CredentialRef]]:
+        """The Vault paths the poller and the Agent watcher follow."""
+        return [
+            Source(e.ref, e.spec.source.mount, e.spec.source.path, e.status.current_version)
+            for e in self.entries()
+            if e.spec is not None and e.spec.source is not None and not e.spec.suspend
+        ]
+
+    def by_path(self, mount: str, path: str) -> list[CredentialRef]:
+        wanted = source_name(mount, path)
+        return [s.key for s in self.sources() if source_name(s.mount, s.path) == wanted]
+
+    def by_name(self, namespace: str, name: str) -> CredentialRef | None:
+        ref = CredentialRef(namespace, name)
+        return ref if self.get(ref) is not None else None
+
+    def owner_of(self, secret: dict[str, Any]) -> CredentialRef | None:
+        """The CR a managed Secret belongs to: linked by annotations (retained) or by a
+        controller ownerReference, naming a CR of that name *and* uid (None otherwise)."""
+        metadata = secret.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        if name.endswith(PREIMAGE_SUFFIX):
+            return None  # the engine's own rollback stash
+        namespace = str(metadata.get("namespace", ""))
+        annotations = metadata.get("annotations") or {}
+        linked = annotations.get(OWNER_UID_ANNOTATION)
+        if linked:  # a retained Secret: linked by annotations, not by an ownerReference
+            ref = CredentialRef(namespace, str(annotations.get(OWNER_ANNOTATION)))
+            entry = self.get(ref)
+            return ref if entry is not None and entry.uid == linked else None
+        for owner in metadata.get("ownerReferences") or []:
+            if owner.get("controller") and owner.get("kind") == KIND:
+                ref = CredentialRef(namespace, str(owner.get("name")))
+                entry = self.get(ref)
+                if entry is not None and entry.uid == owner.get("uid"):
+                    return ref
+        return None
+
+    def samples(self) -> Iterable[CredentialSample]:
+        """Per-credential metrics: age, last verification, compliance."""
+        now = datetime.now(UTC)
+        for e in self.entries():
+            last = e.status.last_rotation_time
+            verified = e.status.last_verified_time
+            compliant: bool | None = None
+            if e.spec is not None:
+                condition = compliance(e.status, e.spec.max_age, now, e.generation)
+                compliant = None if condition.status == "Unknown" else condition.status == "True"
+            yield CredentialSample(
+                e.ref.namespace,
+                e.ref.name,
+                (now - last).total_seconds() if last else None,
+                verified.timestamp() if verified else None,
+                compliant,
+            )

@@ -1,0 +1,145 @@
+"""The work queue's consumers: one reconcile (or rotate) in flight per credential, failures
+retried after capped, jittered backoff, and the outcome counted in the metrics."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+from vaultbridge.controller.leadership import Leadership
+from vaultbridge.engine.engine import Engine, Interrupted
+from vaultbridge.engine.outcome import Outcome
+from vaultbridge.kube import KubeNotFound
+from vaultbridge.model.errors import BackendError, PreconditionError
+from vaultbridge.model.spec import CredentialRef
+from vaultbridge.observability.metrics import Metrics
+from vaultbridge.rotation import backoff_delay
+from vaultbridge.triggers.workqueue import Action, Item, WorkQueue
+
+log = logging.getLogger(__name__)
+
+ROTATING_RESULTS = frozenset({"promoted", "rolled-back", "failed"})
+IN_FLIGHT_RECHECK = 5.0
+
+
+class Workers:
+    def __init__(
+        self,
+        engine: Engine,
+        queue: WorkQueue[CredentialRef],
+        metrics: Metrics,
+        leadership: Leadership,
+        min_interval: float,
+    ) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.metrics = metrics
+        self.leadership = leadership
+        self.min_interval = min_interval
+        self.failures: dict[CredentialRef, int] = {}
+        self._running: dict[CredentialRef, int] = {}
+        self._running_lock = threading.Lock()
+        self.max_parallel_per_credential = 0
+
+    def enqueue(self, ref: CredentialRef, trigger: str, action: Action = "reconcile") -> None:
+        self.metrics.triggers.labels(trigger).inc()
+        self.queue.add(ref, action, trigger)
+        self.metrics.queue_depth.set(self.queue.waiting())
+
+    def forget(self, ref: CredentialRef) -> None:
+        self.queue.forget(ref)
+        self.failures.pop(ref, None)
+
+    def work(self, epoch: int, ready: threading.Event) -> None:
+        """One worker thread's loop, for the term ``epoch``; it starts once ``ready`` is set."""
+        acting = self.leadership.acting
+        while acting(epoch) and not ready.wait(0.5):
+            pass
+        while acting(epoch):
+            item = self.queue.get(timeout=0.5)
+            if item is None:
+                continue
+            if not acting(epoch) or not self.leadership.elector.is_leader:
+                self.queue.done(item.key)
+                return
+            not_before = self._process(item)
+            self.queue.done(item.key, not_before)
+            self.metrics.queue_depth.set(self.queue.waiting())
+
+    def _process(self, item: Item[CredentialRef]) -> float | None:
+        ref = item.key
+        self._count_running(ref, +1)
+        self.metrics.in_flight.inc()
+        started = time.monotonic()
+        try:
+            if item.action == "rotate":
+                outcome = self.engine.rotate(ref)
+            else:
+                outcome = self.engine.reconcile(ref)
+        except Interrupted as exc:
+            log.warning("%s", exc)
+            return None
+        except KubeNotFound:
+            log.info("%s: gone", ref)
+            self.queue.forget(ref)
+            return None
+        except (BackendError, PreconditionError) as exc:
+            return self._retry(item, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            log.exception("%s: reconcile crashed", ref)
+            return self._retry(item, type(exc).__name__)
+        finally:
+            self.metrics.in_flight.dec()
+            self._count_running(ref, -1)
+        return self._record(item, outcome, time.monotonic() - started)
+
+    def _count_running(self, ref: CredentialRef, change: int) -> None:
+        with self._running_lock:
+            running = self._running.get(ref, 0) + change
+            if running:
+                self._running[ref] = running
+            else:
+                self._running.pop(ref, None)
+            if running > self.max_parallel_per_credential:
+                self.max_parallel_per_credential = running
+                self.metrics.max_in_flight_per_credential.set(running)
+
+    def _retry(self, item: Item[CredentialRef], why: str) -> float | None:
+        ref = item.key
+        failures = self.failures.get(ref, 0) + 1
+        self.failures[ref] = failures
+        self.metrics.rotations.labels("error", item.trigger).inc()
+        delay = backoff_delay(failures, random.random()).total_seconds()
+        log.warning("%s: %s; retrying in %.1f s", ref, why, delay)
+        self.queue.add(ref, item.action, "retry", delay=delay)
+        return None
+
+    def _record(self, item: Item[CredentialRef], outcome: Outcome, seconds: float) -> float | None:
+        ref, result = item.key, outcome.result
+        self.metrics.rotations.labels(result, item.trigger).inc()
+        if result != "unchanged":
+            self.metrics.rotation_duration.labels(result).observe(seconds)
+        if result == "promoted":
+            latency = time.monotonic() - item.enqueued_at
+            self.metrics.propagation.labels(item.trigger).observe(latency)
+            log.info(
+                "%s: version %s promoted (trigger %s, %.0f ms after it)",
+                ref,
+                outcome.version,
+                item.trigger,
+                latency * 1000,
+            )
+        if outcome.ok:
+            self.failures.pop(ref, None)
+        else:
+            self.failures[ref] = self.failures.get(ref, 0) + 1
+            log.warning("%s: %s: %s [%s]", ref, result, outcome.message, outcome.reason)
+            if outcome.retry_after is not None:
+                self.queue.add(ref, "reconcile", "retry", delay=outcome.retry_after.total_seconds())
+            elif result == "in-flight":  # another writer claimed the journal: look again later
+                self.queue.add(ref, "reconcile", "retry", delay=IN_FLIGHT_RECHECK)
+        if result in ROTATING_RESULTS:
+            return time.monotonic() + self.min_interval
+        return None

@@ -1,0 +1,178 @@
+"""The actions of one rotation, as the state machine asks for them: Snapshot, Apply, Verify,
+Promote, Restore. Each runs against the ports; what it returns (Succeeded or Failed) is fed
+back into ``rotation.step`` by the effects loop (``engine/effects.py``)."""
+
+from __future__ import annotations
+
+import logging
+
+from vaultbridge import rotation
+from vaultbridge.engine import faults
+from vaultbridge.engine.access import Access
+from vaultbridge.engine.annotations import ROTATION_ANNOTATION, VERSION_ANNOTATION
+from vaultbridge.engine.job import Job
+from vaultbridge.engine.ports import VaultStore
+from vaultbridge.engine.preimage import PreimageStore
+from vaultbridge.engine.reads import keep
+from vaultbridge.engine.report import Reporter
+from vaultbridge.engine.runtime import Runtime
+from vaultbridge.model.errors import BackendError, ConcurrentRotation, PreconditionError
+from vaultbridge.model.spec import CredentialSpec, DeletionPolicy
+
+log = logging.getLogger(__name__)
+
+_NEEDS_DATA = frozenset({rotation.Action.APPLY, rotation.Action.VERIFY, rotation.Action.PROMOTE})
+
+
+class RotationActions:
+    def __init__(
+        self,
+        access: Access,
+        vault: VaultStore | None,
+        preimages: PreimageStore,
+        reporter: Reporter,
+        runtime: Runtime,
+    ) -> None:
+        self.access = access
+        self.vault = vault
+        self.preimages = preimages
+        self.reporter = reporter
+        self.runtime = runtime
+
+    def run(self, job: Job, run: rotation.Run) -> rotation.Event:
+        """Perform one action; a failure of it becomes ``Failed`` (the machine decides next)."""
+        action = run.action
+        self.runtime.check_may_act(job.credential.ref, str(action))
+        self.reporter.step(job, f"run:{action}", f"version {job.version}")
+        try:
+            self._perform(job, action)
+        except ConcurrentRotation:
+            raise  # our claim was lost: record nothing, another process owns the journal
+        except BackendError as exc:
+            if job.journal is not None and exc is job.journal.failed:
+                raise  # a journal write failed (seen at a barrier): nothing more may happen
+            return rotation.Failed(action, exc.reason, str(exc), exc.transient)
+        except PreconditionError as exc:
+            return rotation.Failed(action, exc.reason, str(exc), exc.transient)
+        faults.after(str(action))
+        return rotation.Succeeded(action)
+
+    def _perform(self, job: Job, action: rotation.Action) -> None:
+        if action is rotation.Action.SNAPSHOT:
+            self.snapshot(job)
+        elif action in _NEEDS_DATA and not job.data:
+            # resumed without the new version's data (its Vault version was destroyed):
+            # verifying or promoting nothing would report a version that is not there
+            raise PreconditionError(
+                "NewVersionUnreadable", f"version {job.version} can no longer be read"
+            )
+        elif action is rotation.Action.APPLY:
+            job.driver.apply(job.data)
+        elif action is rotation.Action.VERIFY:
+            self.verify(job)
+        elif action is rotation.Action.PROMOTE:
+            self.promote(job)
+        elif action is rotation.Action.RESTORE:
+            self.restore(job)
+        else:  # RETIRE runs outside a rotation (engine/cephx_retirement.py)
+            raise PreconditionError("Unsupported", f"{action} is not supported here")
+
+    def snapshot(self, job: Job) -> None:
+        self.preimages.capture(job)
+        # the pending label is informational: best effort, beside the rotation
+        self.move_labels(
+            job, current=job.current_before, previous=job.previous_before, pending=job.version
+        )
+
+    def verify(self, job: Job) -> None:
+        mismatches = job.driver.verify(job.data)
+        if mismatches:
+            raise PreconditionError(
+                "VerificationFailed",
+                f"read-back from Ceph differs from version {job.version} for "
+                + ", ".join(mismatches),
+                transient=True,
+            )
+
+    def promote(self, job: Job) -> None:
+        spec = job.spec
+        job.driver.before_promote()
+        annotations = {VERSION_ANNOTATION: str(job.version), ROTATION_ANNOTATION: job.rotation_id}
+        key = (job.credential.ref.namespace, spec.secret.name)
+        self.access.secret_copies.pop(key, None)
+        written = self.access.secrets.write(
+            job.credential,
+            spec.secret.name,
+            job.data,
+            annotations=annotations,
+            adopt=spec.secret.adopt,
+            known=self.access.secret(*key),
+            policy=secret_policy(spec),
+        )
+        self.access.wrote_secret(*key)
+        if written is not None:
+            keep(self.access.secret_copies, key, written)
+        previous = job.current_before if job.current_before != job.version else job.previous_before
+        # bookkeeping after the point of no return: done alongside the final status write
+        self.move_labels(job, current=job.version, previous=previous, pending=None)
+        self.preimages.drop(job)
+
+    def move_labels(
+        self,
+        job: Job,
+        *,
+        current: int | None,
+        previous: int | None,
+        pending: int | None,
+    ) -> None:
+        """Set Vault's staging labels beside the rotation (in order with each other); a
+        failure is reported as an Event, not raised: the labels are informational."""
+        source, vault = job.spec.source, self.vault
+        if source is None or vault is None:
+            return
+
+        def move() -> None:
+            try:
+                vault.set_labels(
+                    source.mount, source.path, current=current, previous=previous, pending=pending
+                )
+            except BackendError as exc:
+                log.warning(
+                    "%s: the Vault staging labels were not moved: %s", job.credential.ref, exc
+                )
+                self.reporter.events.emit(
+                    job.credential,
+                    "Warning",
+                    "VaultLabelsStale",
+                    f"the Vault staging labels were not moved: {exc}",
+                )
+
+        if job.journal is not None:
+            job.journal.submit(move)
+        else:
+            move()
+
+    def restore(self, job: Job) -> None:
+        spec = job.spec
+        job.driver.restore(self.preimages.read(job))
+        if job.journal is not None:
+            job.journal.drain_side()  # a pending label under way lands before it is cleared
+        if spec.source is not None and self.vault is not None:
+            try:
+                self.vault.set_labels(
+                    spec.source.mount,
+                    spec.source.path,
+                    current=job.current_before,
+                    previous=job.previous_before,
+                    pending=None,
+                )
+            except BackendError as exc:
+                log.warning("%s: clearing the pending label failed: %s", job.credential.ref, exc)
+        self.preimages.drop(job)
+
+
+def secret_policy(spec: CredentialSpec) -> DeletionPolicy | None:
+    """How the Secret outlives its CR: a Secret that is the source is always retained; else the
+    spec's choice, or None for the default (Delete if vaultbridge creates it, Retain if it
+    adopts it)."""
+    return "Retain" if spec.source is None else spec.secret.deletion_policy
