@@ -282,3 +282,31 @@ def test_memory_ports_refuse_what_the_real_ones_refuse(world: MemoryWorld) -> No
         )
     with pytest.raises(MemoryRejected):
         world.vault.write("secret", "p", {"value": Sensitive("y")}, cas=3)
+
+
+def test_a_process_that_may_no_longer_act_stops_before_the_next_action(
+    world: MemoryWorld,
+) -> None:
+    """The controller's Lease is lost mid-rotation: the engine stops before its next action,
+    leaves the journal as it is (nothing rolled back), and the next holder finishes it."""
+    from vaultbridge.engine.runtime import Interrupted
+
+    at_v1(world)
+    world.vault.put("secret", "p", {"value": "v2"})
+    actions: list[str] = []
+
+    def may_act() -> bool:
+        actions.append("asked")
+        return len(actions) < 3  # SNAPSHOT and APPLY run; VERIFY is refused
+
+    leader = engine(world, may_act=may_act)
+    with pytest.raises(Interrupted):
+        leader.sync(REF)
+    assert ceph_value(world) == "v2"  # applied
+    assert secret_value(world) == "v1"  # not promoted
+    journal = world.crs.load(REF).status.rotation
+    assert journal is not None  # still journaled for whoever acts next
+    world.clock.advance(31)  # the interrupted holder has gone silent
+    outcome = engine(world, holder="engine-b").reconcile(REF)
+    assert outcome.result == "promoted", outcome.message
+    assert secret_value(world) == "v2"
