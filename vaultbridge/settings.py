@@ -120,7 +120,7 @@ class ControllerSettings(BaseModel):
     lease_duration: float = Field(default=15.0, gt=0)
     renew_deadline: float = Field(default=10.0, gt=0)
     retry_period: float = Field(default=2.0, gt=0)
-    identity: str | None = None  # default: hostname + pid
+    identity: str | None = None  # default: host name, pid and a random suffix (Lease + journal)
 
 
 class RotationSettings(BaseModel):

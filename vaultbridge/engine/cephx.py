@@ -1,6 +1,6 @@
 """cephx targets: which entity a version lives in, and how it is applied, verified and undone.
 
-Two strategies (docs/design.md and the README's cephx section):
+Two strategies (docs/cephx.md):
 
 ``alternate`` (default): version ``v`` lives in its own entity ``<entity>.<v>``. Apply creates it
 (``auth add`` with the key from Vault and the spec's caps), Verify authenticates a *fresh*

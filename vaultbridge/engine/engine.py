@@ -24,7 +24,7 @@ from vaultbridge.engine.annotations import ROTATION_ANNOTATION, VERSION_ANNOTATI
 from vaultbridge.engine.cephx_lifecycle import CephxLifecycle
 from vaultbridge.engine.deletion import CephxCleanup
 from vaultbridge.engine.desired import Desired
-from vaultbridge.engine.lifecycle import ConfigKeyLifecycle, ConfigLifecycle, Kinds
+from vaultbridge.engine.lifecycle import Kinds, config_key_lifecycle, config_lifecycle
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.engine.ports import (
     CephStore,
@@ -92,8 +92,8 @@ class Engine:
         )
         self.kinds = Kinds(
             {
-                "config": ConfigLifecycle(ceph),
-                "configKey": ConfigKeyLifecycle(ceph),
+                "config": config_lifecycle(ceph),
+                "configKey": config_key_lifecycle(ceph),
                 "cephx": cephx_lifecycle,
             }
         )

@@ -10,7 +10,7 @@ retires earlier generations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from vaultbridge.engine.job import Job
@@ -19,13 +19,7 @@ from vaultbridge.engine.ports import CephStore, CredentialObject, VaultStore
 from vaultbridge.engine.runtime import Retention
 from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver
 from vaultbridge.model.sensitive import Sensitive
-from vaultbridge.model.spec import (
-    ConfigKeyTarget,
-    ConfigTarget,
-    CredentialSpec,
-    TargetKind,
-    source_fields,
-)
+from vaultbridge.model.spec import CredentialSpec, TargetKind, source_fields
 from vaultbridge.model.status import Status
 
 CARRIED_OVER_FIELDS = frozenset({"user", "username", "userid", "id", "name", "entity"})
@@ -82,8 +76,21 @@ class PlainLifecycle:
 
     claims_from_copy = True
 
-    def __init__(self, ceph: CephStore) -> None:
+    def __init__(
+        self, ceph: CephStore, driver: Callable[[CredentialSpec, CephStore], TargetDriver]
+    ) -> None:
         self.ceph = ceph
+        self._driver = driver
+
+    def driver(
+        self,
+        spec: CredentialSpec,
+        status: Status | None = None,
+        version: int | None = None,
+        *,
+        entity: str | None = None,
+    ) -> TargetDriver:
+        return self._driver(spec, self.ceph)
 
     def adopt(self, credential: CredentialObject) -> tuple[int, str] | None:
         return None
@@ -115,30 +122,12 @@ class PlainLifecycle:
         return Outcome(credential.ref, "unchanged", status.current_version, "nothing to retire")
 
 
-class ConfigLifecycle(PlainLifecycle):
-    def driver(
-        self,
-        spec: CredentialSpec,
-        status: Status | None = None,
-        version: int | None = None,
-        *,
-        entity: str | None = None,
-    ) -> TargetDriver:
-        assert isinstance(spec.target, ConfigTarget)  # the registry's choice
-        return ConfigDriver(spec, spec.target, self.ceph)
+def config_lifecycle(ceph: CephStore) -> PlainLifecycle:
+    return PlainLifecycle(ceph, ConfigDriver)
 
 
-class ConfigKeyLifecycle(PlainLifecycle):
-    def driver(
-        self,
-        spec: CredentialSpec,
-        status: Status | None = None,
-        version: int | None = None,
-        *,
-        entity: str | None = None,
-    ) -> TargetDriver:
-        assert isinstance(spec.target, ConfigKeyTarget)  # the registry's choice
-        return ConfigKeyDriver(spec, spec.target, self.ceph)
+def config_key_lifecycle(ceph: CephStore) -> PlainLifecycle:
+    return PlainLifecycle(ceph, ConfigKeyDriver)
 
 
 class Kinds:

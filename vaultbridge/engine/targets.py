@@ -96,7 +96,9 @@ def option_slot(who: str, option: str) -> str:
 class ConfigDriver(PlainDriver):
     """Options in the mon config database; several options are applied all-or-nothing."""
 
-    def __init__(self, spec: CredentialSpec, target: ConfigTarget, ceph: CephStore) -> None:
+    def __init__(self, spec: CredentialSpec, ceph: CephStore) -> None:
+        target = spec.target
+        assert isinstance(target, ConfigTarget)  # chosen by the lifecycle of its kind
         self.ceph = ceph
         self.target = target
         field = spec.source.field if spec.source else spec.secret.key
@@ -189,7 +191,9 @@ class ConfigDriver(PlainDriver):
 class ConfigKeyDriver(PlainDriver):
     """One key in the mon config-key store."""
 
-    def __init__(self, spec: CredentialSpec, target: ConfigKeyTarget, ceph: CephStore) -> None:
+    def __init__(self, spec: CredentialSpec, ceph: CephStore) -> None:
+        target = spec.target
+        assert isinstance(target, ConfigKeyTarget)  # chosen by the lifecycle of its kind
         self.ceph = ceph
         self.key = target.key
         self.data_key = spec.secret.key

@@ -1,4 +1,4 @@
-"""The rotation state machine (docs/design.md, the README's protocol), without any I/O.
+"""The rotation state machine (docs/design.md, "The rotation protocol"), without any I/O.
 
 ``step(status, event, ctx) -> (status, effects)`` is a pure function. The engine performs the
 effects in order: ``Persist`` (write the status now), ``Emit`` (a Kubernetes Event),
