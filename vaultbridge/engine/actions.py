@@ -79,9 +79,14 @@ class RotationActions:
 
     def snapshot(self, job: Job) -> None:
         self.preimages.capture(job)
-        # the pending label is informational: best effort, beside the rotation
+        # the pending label is informational: best effort, and only for a rotation still under
+        # way when its status is next written (a quick one moves the labels once, at Promote)
         self.move_labels(
-            job, current=job.current_before, previous=job.previous_before, pending=job.version
+            job,
+            current=job.current_before,
+            previous=job.previous_before,
+            pending=job.version,
+            later=True,
         )
 
     def verify(self, job: Job) -> None:
@@ -114,7 +119,9 @@ class RotationActions:
             keep(self.access.secret_copies, key, written)
         previous = job.current_before if job.current_before != job.version else job.previous_before
         # bookkeeping after the point of no return: done alongside the final status write
-        self.move_labels(job, current=job.version, previous=previous, pending=None)
+        self.move_labels(
+            job, current=job.version, previous=previous, pending=None, after_status=True
+        )
         self.preimages.drop(job)
 
     def move_labels(
@@ -124,6 +131,8 @@ class RotationActions:
         current: int | None,
         previous: int | None,
         pending: int | None,
+        later: bool = False,
+        after_status: bool = False,
     ) -> None:
         """Set Vault's staging labels beside the rotation (in order with each other); a
         failure is reported as an Event, not raised: the labels are informational."""
@@ -148,7 +157,7 @@ class RotationActions:
                 )
 
         if job.journal is not None:
-            job.journal.submit(move)
+            job.journal.submit(move, later=later, after_status=after_status)
         else:
             move()
 

@@ -37,9 +37,10 @@ class Journal:
     quickly writes its final status only, one that hangs shows its progress. ``barrier()``
     sends what is deferred and waits until everything is written, re-raising the first
     failure; the engine calls it before every action whose journal step must be durable
-    first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order,
-    each after the status writes sent before it (nothing lands for a rotation whose claim was
-    refused).
+    first. Other bookkeeping (Vault labels) runs beside the status writes, in its own order;
+    bookkeeping submitted ``later`` (the pending label) waits like a status write, and is
+    dropped if the rotation's next bookkeeping comes first: a quick rotation moves Vault's
+    labels once, a slow one shows its pending version (never before its claim has landed).
 
     Events follow the status: a step's Normal Event waits as long as its status write may, and
     the steps that pass meanwhile are reported together in one Event (``Promoted: version 7
@@ -65,6 +66,8 @@ class Journal:
         self.defer = defer
         self.lock = threading.Lock()
         self.deferred: StatusWrite | None = None
+        self.deferred_side: Bookkeeping | None = None
+        self.after_status: list[Bookkeeping] = []
         self.timer: Timer | None = None
         self.held_events: list[tuple[str, str]] = []
         self.send_event: Callable[[Literal["Normal", "Warning"], str, str], None] | None = None
@@ -106,15 +109,28 @@ class Journal:
         self.flush()
         with self.lock:
             self.timer = None
+            if self.deferred_side is not None:
+                call, self.deferred_side = self.deferred_side, None
+                self.side_pending.append(
+                    self.side_lane.submit(functools.partial(self._once_claimed, call))
+                )
             self._send_events()
 
-    def submit(self, call: Bookkeeping) -> None:
-        """Bookkeeping the status writes need not wait for (nor it for them, once the status
-        writes sent before it have landed)."""
+    def submit(self, call: Bookkeeping, *, later: bool = False, after_status: bool = False) -> None:
+        """Bookkeeping that need not wait for the status writes (nor they for it); ``later``:
+        only if the rotation is still under way when its deferred status goes out;
+        ``after_status``: started just after the next status write is (the final labels: the
+        final status, the longer request, goes first)."""
         with self.lock:
-            self.side_pending.append(
-                self.side_lane.submit(functools.partial(self._once_claimed, call))
-            )
+            if later:
+                self.deferred_side = call
+                self._arm()
+                return
+            self.deferred_side = None  # superseded
+            if after_status:
+                self.after_status.append(call)
+                return
+            self.side_pending.append(self.side_lane.submit(call))
 
     def _once_claimed(self, call: Bookkeeping) -> None:
         """Run ``call`` after the status writes sent so far, unless one of them failed."""
@@ -126,8 +142,10 @@ class Journal:
             call()
 
     def drain_side(self) -> None:
-        """Wait for the bookkeeping sent so far (failures are the bookkeeping's own to report)."""
+        """Drop bookkeeping still held back and wait for what was sent (failures are the
+        bookkeeping's own to report)."""
         with self.lock:
+            self.deferred_side = None
             pending, self.side_pending = self.side_pending, []
         for future in pending:
             future.exception()
@@ -162,11 +180,14 @@ class Journal:
             self.beat = self.timers.call_later(every, beat)
 
     def flush(self) -> None:
-        """Send the deferred status write now (held Events stay held)."""
+        """Send the deferred status write now, then what waits for it (held Events stay held)."""
         with self.lock:
             if self.deferred is not None:
                 write, self.deferred = self.deferred, None
                 self._send(write)
+            for call in self.after_status:
+                self.side_pending.append(self.side_lane.submit(call))
+            self.after_status = []
 
     def _send(self, write: StatusWrite) -> None:
         # what a heartbeat writes again: never as a claim (that precondition held once)
@@ -207,6 +228,7 @@ class Journal:
                     future.exception()
         finally:
             with self.lock:
+                self.deferred_side = None  # the rotation is over: its pending label is moot
                 self.closed = True
                 for timer in (self.timer, self.beat):
                     if timer is not None:
