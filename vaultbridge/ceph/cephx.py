@@ -27,36 +27,50 @@ __all__ = [
     "CephxAuth",
     "Entity",
     "cephx_key_is_valid",
+    "cephx_key_type",
     "keyring_text",
     "make_cephx_key",
 ]
 
-# CryptoKey encoding: u16 type (1 = AES), utime_t created (u32 sec, u32 nsec), u16 len, secret
+# CryptoKey encoding: u16 type, utime_t created (u32 sec, u32 nsec), u16 len, secret. Type 1 is
+# AES (16-byte secret, 40 characters of base64); type 2 is AES256K (CEPH_CRYPTO_AES256KRB5,
+# 32-byte secret, 60 characters), the only type a new Tentacle (20.2.4+) cluster allows
 _HEADER = struct.Struct("<HIIH")
-_AES = 1
-_SECRET_LEN = 16
+KEY_TYPES: dict[str, tuple[int, int]] = {"aes": (1, 16), "aes256k": (2, 32)}
 
 
-def make_cephx_key(random16: bytes, created: int) -> str:
-    """A cephx key (base64 of the 28-byte secret blob) from 16 random bytes and a Unix time."""
-    if len(random16) != _SECRET_LEN:
-        raise ValueError(f"a cephx secret needs exactly {_SECRET_LEN} random bytes")
+def make_cephx_key(secret: bytes, created: int, key_type: str = "aes") -> str:
+    """A cephx key of ``key_type`` (``aes`` or ``aes256k``) from random bytes (16 or 32) and a
+    Unix time."""
+    if key_type not in KEY_TYPES:
+        raise ValueError(f"unknown cephx key type {key_type!r} (known: {', '.join(KEY_TYPES)})")
+    kind, length = KEY_TYPES[key_type]
+    if len(secret) != length:
+        raise ValueError(f"a cephx {key_type} secret needs exactly {length} random bytes")
     if not 0 <= created < 2**32:
         raise ValueError("created must be a Unix time that fits in 32 bits")
-    blob = _HEADER.pack(_AES, created, 0, _SECRET_LEN) + random16
+    blob = _HEADER.pack(kind, created, 0, length) + secret
     return base64.b64encode(blob).decode("ascii")
 
 
-def cephx_key_is_valid(key: str) -> bool:
-    """True when ``key`` is base64 of an AES cephx secret blob with a 16-byte secret."""
+def cephx_key_type(key: str) -> str | None:
+    """The type of a cephx key (``aes``, ``aes256k``), or None when it is not a valid one."""
     try:
         blob = base64.b64decode(key.strip().encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        return False
-    if len(blob) != _HEADER.size + _SECRET_LEN:
-        return False
+        return None
+    if len(blob) < _HEADER.size:
+        return None
     kind, _sec, _nsec, length = _HEADER.unpack_from(blob)
-    return bool(kind == _AES and length == _SECRET_LEN)
+    for name, (known_kind, known_length) in KEY_TYPES.items():
+        if (kind, length) == (known_kind, known_length) and len(blob) == _HEADER.size + length:
+            return name
+    return None
+
+
+def cephx_key_is_valid(key: str) -> bool:
+    """True when ``key`` is base64 of an AES or AES256K cephx secret blob."""
+    return cephx_key_type(key) is not None
 
 
 def _quote(cap: str) -> str:

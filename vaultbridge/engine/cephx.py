@@ -175,7 +175,7 @@ class CephxDriver:
             raise PreconditionError(
                 "MalformedCephxKey",
                 f"{where}: field {self.spec.source.field!r} does not hold a valid cephx key "
-                "(base64 of a 28-byte AES key blob, as ceph-authtool prints it)",
+                "(an AES or AES256K key as ceph-authtool prints it: AQ... or Ag...)",
             )
         self.key = key
         return self.data_for(key)

@@ -12,7 +12,10 @@ import sys
 from typing import Final
 
 _PATTERNS: Final = (
-    re.compile(r"AQ[A-Za-z0-9+/]{38}=="),  # cephx secret (base64 of a 28-byte blob)
+    # cephx secrets: base64 of the 28-byte AES blob (40 characters, ``AQ...==``) and of the
+    # 44-byte AES256K blob of Tentacle and later (60 characters, ``Ag...=``)
+    re.compile(r"AQ[A-Za-z0-9+/]{36}=="),
+    re.compile(r"Ag[A-Za-z0-9+/]{57}="),
     re.compile(r"\b(?:hvs|hvb|hvr|s|b)\.[A-Za-z0-9_-]{20,}"),  # Vault/OpenBao tokens
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)(x-vault-token['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"),
