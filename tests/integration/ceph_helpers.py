@@ -9,6 +9,7 @@ import traceback
 from vaultbridge.ceph import CephConnection, make_cephx_key
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.testenv.ceph import CephCluster
+from vaultbridge.testenv.releases import INSIDE
 
 
 def admin(cluster: CephCluster, timeout: float = 5.0) -> CephConnection:
@@ -16,6 +17,9 @@ def admin(cluster: CephCluster, timeout: float = 5.0) -> CephConnection:
 
 
 def new_key() -> Sensitive:
+    """A key of the type the cluster under test prefers: AES256K on Tentacle, AES before."""
+    if int(os.environ.get(INSIDE) or 16) >= 20:
+        return Sensitive(make_cephx_key(os.urandom(32), int(time.time()), "aes256k"))
     return Sensitive(make_cephx_key(os.urandom(16), int(time.time())))
 
 

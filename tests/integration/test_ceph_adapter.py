@@ -52,8 +52,8 @@ def dump_rows(cluster: CephCluster) -> list[dict[str, str]]:
 
 
 # --------------------------------------------------------------------------- connection
-def test_version_is_pacific(conn: CephConnection) -> None:
-    assert conn.version()[0] == 16
+def test_version_is_the_release(cluster: CephCluster, conn: CephConnection) -> None:
+    assert conn.version()[0] == cluster.release
 
 
 def test_cephx_key_format() -> None:

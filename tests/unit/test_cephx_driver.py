@@ -69,6 +69,12 @@ class FakeStore:
     def make_key(self, random16: bytes, created: int) -> Sensitive:
         return key(random16[0])
 
+    def key_types(self) -> tuple[str, tuple[str, ...]]:
+        return "aes", ("aes",)
+
+    def key_type_of(self, key: Sensitive) -> str | None:
+        return "aes" if self.key_is_valid(key) else None
+
     def key_is_valid(self, key: Sensitive) -> bool:
         try:
             return len(base64.b64decode(key.reveal(), validate=True)) == 28

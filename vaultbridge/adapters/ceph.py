@@ -15,6 +15,7 @@ from vaultbridge.ceph import (
     ConfigKeyStore,
     ConfigStore,
     cephx_key_is_valid,
+    cephx_key_type,
     keyring_text,
     make_cephx_key,
 )
@@ -31,6 +32,7 @@ class CephxMon:
         self.conn = conn
         self.auth = CephxAuth(conn)
         self._version: tuple[tuple[int, int, int], float] | None = None
+        self._key_types: tuple[tuple[str, tuple[str, ...]], float] | None = None
 
     def ceph_version(self) -> tuple[int, int, int]:
         now = time.monotonic()
@@ -66,11 +68,20 @@ class CephxMon:
     def sessions(self, entity: str) -> list[str]:
         return self.auth.sessions(entity)
 
-    def make_key(self, random16: bytes, created: int) -> Sensitive:
-        return Sensitive(make_cephx_key(random16, created))
+    def key_types(self) -> tuple[str, tuple[str, ...]]:
+        now = time.monotonic()
+        if self._key_types is None or now - self._key_types[1] > self.VERSION_TTL:
+            self._key_types = (self.auth.key_types(), now)
+        return self._key_types[0]
+
+    def make_key(self, secret: bytes, created: int, key_type: str = "aes") -> Sensitive:
+        return Sensitive(make_cephx_key(secret, created, key_type))
 
     def key_is_valid(self, key: Sensitive) -> bool:
         return cephx_key_is_valid(key.reveal())
+
+    def key_type_of(self, key: Sensitive) -> str | None:
+        return cephx_key_type(key.reveal())
 
     def keyring_text(self, name: str, key: Sensitive, caps: Mapping[str, str] | None) -> Sensitive:
         return keyring_text(name, key, caps)

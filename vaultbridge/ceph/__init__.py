@@ -12,6 +12,7 @@ from vaultbridge.ceph.cephx import (
     CephxAuth,
     Entity,
     cephx_key_is_valid,
+    cephx_key_type,
     keyring_text,
     make_cephx_key,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigStore",
     "Entity",
     "cephx_key_is_valid",
+    "cephx_key_type",
     "keyring_text",
     "make_cephx_key",
 ]

@@ -109,6 +109,17 @@ class CephxAuth:
         self.write_attempts = max(1, write_attempts)
 
     # ------------------------------------------------------------------ reads
+    def key_types(self) -> tuple[str, tuple[str, ...]]:
+        """The cluster's preferred cephx key type and the types it allows, from the monmap
+        (``auth_preferred_cipher``, ``auth_allowed_ciphers``: Tentacle 20.2.4 and later). Older
+        releases name neither: AES only."""
+        monmap = self.conn.mon_json({"prefix": "mon dump"}) or {}
+        preferred = (monmap.get("auth_preferred_cipher") or {}).get("name") or "aes"
+        allowed = tuple(
+            str(c.get("name")) for c in monmap.get("auth_allowed_ciphers") or [] if c.get("name")
+        )
+        return str(preferred), allowed or ("aes",)
+
     def get_entity(self, name: str) -> Entity | None:
         try:
             rows = self.conn.mon_json({"prefix": "auth get", "entity": name})

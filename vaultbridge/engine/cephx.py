@@ -211,7 +211,10 @@ class CephxDriver:
         }
 
     def check_new(self) -> None:
-        """Snapshot (alternate): the new entity must be absent or hold this version's key."""
+        """Before a rotation: the cluster must allow the new key's type, and (alternate) the
+        new entity must be absent or hold this version's key."""
+        if self.key is not None:
+            self._check_key_type(self.key)
         if self.mode != "alternate" or self.entity in self.protected or self.key is None:
             return
         found = self.store.get_entity(self.entity)
@@ -220,6 +223,19 @@ class CephxDriver:
                 "EntityExists",
                 f"{self.entity} already exists in Ceph with another key; vaultbridge will not "
                 "overwrite an entity it did not create (remove it, or rotate to a new version)",
+            )
+
+    def _check_key_type(self, key: Sensitive) -> None:
+        key_type = self.store.key_type_of(key)
+        preferred, allowed = self.store.key_types()
+        if key_type not in allowed:
+            raise PreconditionError(
+                "KeyTypeNotAllowed",
+                f"{self.entity}: the new key is of type {key_type}, and this cluster allows "
+                f"only {', '.join(allowed)} (auth_allowed_ciphers in its monmap); write a "
+                f"{preferred} key to Vault, or let vaultbridge generate it (spec.generate: "
+                "true follows the cluster's preferred type)",
+                transient=False,
             )
 
     def apply(self, data: Mapping[str, Sensitive]) -> None:

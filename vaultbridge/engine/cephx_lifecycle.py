@@ -24,6 +24,8 @@ from vaultbridge.rotation import next_retirement_wake
 
 log = logging.getLogger(__name__)
 
+KEY_SECRET_BYTES = {"aes": 16, "aes256k": 32}
+
 
 class CephxLifecycle:
     """What a cephx credential needs besides its rotation; one per engine."""
@@ -75,7 +77,9 @@ class CephxLifecycle:
         if driver.mode == "pending" and store.get_entity(entity) is not None:
             return store.get_or_create_pending(entity)
         created = int(self.runtime.clock().timestamp())
-        return store.make_key(self.vault().random_bytes(16), created)
+        key_type, _allowed = store.key_types()  # the cluster's preferred cipher
+        secret = self.vault().random_bytes(KEY_SECRET_BYTES[key_type])
+        return store.make_key(secret, created, key_type)
 
     def adopt(self, credential: CredentialObject) -> tuple[int, str] | None:
         """Adopt an existing, unmanaged entity: its key becomes Vault version 1, Ceph unchanged.

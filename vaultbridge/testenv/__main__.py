@@ -23,15 +23,24 @@ def main() -> None:
     type=click.IntRange(1, 5),
     help="Number of Ceph monitors (3 for quorum tests).",
 )
-def up(mons: int) -> None:
+@click.option(
+    "--ceph",
+    "release",
+    default="16",
+    show_default=True,
+    type=click.Choice(["16", "18", "20"]),
+    help="Ceph release of the mons: 16 Pacific (the machine's packages), 18 Reef or 20 "
+    "Tentacle (a Debian root filesystem, built once into ~/.cache/vaultbridge/rootfs).",
+)
+def up(mons: int, release: str) -> None:
     """Start everything and write .testenv/env.sh (source it to use the servers)."""
     try:
-        env = testenv.up(mons=mons)
+        env = testenv.up(mons=mons, ceph=int(release))
     except TestenvError as exc:
         click.echo(f"testenv/up: {exc}", err=True)
         sys.exit(1)
     click.echo(f"OpenBao     {env.vault.addr}  (pid {env.vault.pid})")
-    click.echo(f"Ceph        {len(env.ceph.mon_ids)} mon(s), conf {env.ceph.conf}")
+    click.echo(f"Ceph {env.ceph.release}     {len(env.ceph.mon_ids)} mon(s), conf {env.ceph.conf}")
     click.echo(f"Kubernetes  {env.kube.server}  kubeconfig {env.kube.kubeconfig}")
     click.echo(f"ready in {env.started_seconds:.1f} s; now: . {testenv.default_state_dir()}/env.sh")
 

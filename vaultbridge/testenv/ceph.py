@@ -1,4 +1,7 @@
-"""A real Ceph monitor cluster (1 or 3 mons, Pacific) on loopback ports, data in a work folder.
+"""A real Ceph monitor cluster (1 to 5 mons) on loopback ports, data in a work folder.
+
+The release is Pacific (16) from the machine's packages, or Reef (18) or Tentacle (20) from a
+cached Debian root filesystem (``vaultbridge.testenv.releases``).
 
 No OSDs, no mgr: the mon databases (config, config-key, cephx auth) are all vaultbridge touches.
 Every mon is a real ``ceph-mon -f`` process in its own session; "ready" means the ``ceph`` CLI
@@ -31,6 +34,8 @@ from vaultbridge.testenv.common import (
     stop_pid,
     wait_until,
 )
+from vaultbridge.testenv.releases import INSIDE
+from vaultbridge.testenv.releases import release as ceph_release
 
 __all__ = ["CephCluster", "start_ceph"]
 
@@ -70,10 +75,10 @@ def _run(argv: list[str], what: str, timeout: float = CLI_TIMEOUT) -> str:
             argv, capture_output=True, text=True, timeout=timeout, check=False, env=_clean_env()
         )
     except subprocess.TimeoutExpired as exc:
-        raise TestenvError(f"{what}: `{argv[0]}` did not finish within {timeout:.0f} s") from exc
+        raise TestenvError(f"{what}: did not finish within {timeout:.0f} s") from exc
     if done.returncode != 0:
         err = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise TestenvError(f"{what}: `{argv[0]}` exited {done.returncode}: {' | '.join(err)}")
+        raise TestenvError(f"{what}: exited {done.returncode}: {' | '.join(err)}")
     return done.stdout
 
 
@@ -93,11 +98,19 @@ class CephCluster:
     mon_ports: dict[str, tuple[int, int]]  # mon id -> (msgr2 port, msgr1 port)
     pids: dict[str, int] = field(default_factory=dict)
     user: str = "client.admin"
+    release: int = 16
     _procs: dict[str, subprocess.Popen[bytes]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
     # ----------------------------------------------------------------- addresses, CLI
+    def command(self, *argv: str) -> list[str]:
+        """``argv`` run with this cluster's release of the Ceph tools."""
+        chosen = ceph_release(self.release)
+        if chosen.root is None:
+            return [_tool(argv[0]), *argv[1:]]
+        return chosen.command(argv, binds=[self.workdir])
+
     @property
     def mon_host(self) -> str:
         return ",".join(_addrvec(self.mon_ports[m]) for m in self.mon_ids)
@@ -112,8 +125,8 @@ class CephCluster:
 
     def ceph(self, *args: str, timeout: float = CLI_TIMEOUT) -> str:
         """Run the ``ceph`` CLI as client.admin against this cluster; stdout as text."""
-        argv = [
-            _tool("ceph"),
+        argv = self.command(
+            "ceph",
             "-c",
             str(self.conf),
             "-n",
@@ -123,7 +136,7 @@ class CephCluster:
             "--connect-timeout",
             str(int(timeout)),
             *args,
-        ]
+        )
         return _run(argv, f"ceph {' '.join(args[:2])}", timeout=timeout + 5)
 
     def quorum(self) -> list[str]:
@@ -162,7 +175,7 @@ class CephCluster:
         _require_free(v2, f"ceph mon.{mon_id} (msgr2)")
         _require_free(v1, f"ceph mon.{mon_id} (msgr1)")
         proc = spawn(
-            [_tool("ceph-mon"), "-f", "-i", mon_id, "-c", str(self.conf)],
+            self.command("ceph-mon", "-f", "-i", mon_id, "-c", str(self.conf)),
             log=self.workdir / "log" / f"mon.{mon_id}.stdout",
             env=_clean_env(),
         )
@@ -240,6 +253,7 @@ class CephCluster:
             "mon_ports": {m: list(p) for m, p in self.mon_ports.items()},
             "pids": dict(self.pids),
             "user": self.user,
+            "release": self.release,
         }
 
     @classmethod
@@ -253,6 +267,7 @@ class CephCluster:
             mon_ports={str(m): (int(p[0]), int(p[1])) for m, p in data["mon_ports"].items()},
             pids={str(m): int(p) for m, p in data.get("pids", {}).items()},
             user=str(data.get("user", "client.admin")),
+            release=int(data.get("release", 16)),
         )
 
 
@@ -298,11 +313,18 @@ log file = {w}/log/client.$pid.log
 
 
 def start_ceph(
-    workdir: Path, mons: int = 1, *, ports: list[tuple[int, int]] | None = None
+    workdir: Path,
+    mons: int = 1,
+    *,
+    ports: list[tuple[int, int]] | None = None,
+    release: int | None = None,
 ) -> CephCluster:
     """Create and start a cluster of ``mons`` monitors in ``workdir``; return when it is ready.
 
     ``ports`` optionally fixes each mon's (msgr2, msgr1) ports; by default free ones are picked.
+    ``release``: the Ceph major release (16, 18 or 20; the root filesystem of 18 and 20 is
+    built first when it is missing); by default the release whose root this process runs in,
+    else 16.
 
     Raises :class:`TestenvError` naming what failed (missing tool, busy port, a mon that exited
     or never formed quorum); anything already started is stopped first.
@@ -311,7 +333,14 @@ def start_ceph(
         raise TestenvError(f"ceph: mons must be 1..{len(MON_IDS)}, not {mons}")
     if ports is not None and len(ports) != mons:
         raise TestenvError(f"ceph: {mons} mons need {mons} port pairs, got {len(ports)}")
-    tools = {name: _tool(name) for name in TOOLS}
+    if release is None:
+        release = int(os.environ.get(INSIDE) or 16)
+    chosen = ceph_release(release)
+    if chosen.root is None:
+        for name in TOOLS:
+            _tool(name)
+    else:
+        chosen.ensure()
     workdir = Path(workdir).resolve()
     for sub in ("run", "log", "mon", "crash"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
@@ -323,11 +352,12 @@ def start_ceph(
         fsid=str(uuid.uuid4()),
         mon_ids=mon_ids,
         mon_ports=_mon_ports(mon_ids, ports),
+        release=release,
     )
     _write_conf(cluster.conf, workdir, cluster.fsid, cluster.mon_host, cluster.admin_keyring)
     mon_keyring = workdir / "ceph.mon.keyring"
-    _make_keyrings(tools["ceph-authtool"], mon_keyring, cluster.admin_keyring)
-    _mkfs(tools, cluster, mon_keyring)
+    _make_keyrings(cluster, mon_keyring)
+    _mkfs(cluster, mon_keyring)
     try:
         for mon_id in mon_ids:
             cluster._spawn_mon(mon_id)
@@ -370,38 +400,41 @@ def _mon_ports(
     return mon_ports
 
 
-def _make_keyrings(authtool: str, mon_keyring: Path, admin_keyring: Path) -> None:
+def _make_keyrings(cluster: CephCluster, mon_keyring: Path) -> None:
     """The ``mon.`` keyring, and ``client.admin``'s (caps ``allow *``) imported into it."""
-    create = [authtool, "--create-keyring"]
+    admin_keyring = cluster.admin_keyring
+    create = ["ceph-authtool", "--create-keyring"]
     _run(
-        [*create, str(mon_keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"],
+        cluster.command(
+            *create, str(mon_keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"
+        ),
         "ceph mon. keyring",
     )
     caps = [
         arg for service in ("mon", "osd", "mds", "mgr") for arg in ("--cap", service, "allow *")
     ]
     _run(
-        [*create, str(admin_keyring), "--gen-key", "-n", "client.admin", *caps],
+        cluster.command(*create, str(admin_keyring), "--gen-key", "-n", "client.admin", *caps),
         "ceph client.admin keyring",
     )
     admin_keyring.chmod(0o600)
     _run(
-        [authtool, str(mon_keyring), "--import-keyring", str(admin_keyring)],
+        cluster.command("ceph-authtool", str(mon_keyring), "--import-keyring", str(admin_keyring)),
         "ceph import admin key",
     )
 
 
-def _mkfs(tools: dict[str, str], cluster: CephCluster, mon_keyring: Path) -> None:
+def _mkfs(cluster: CephCluster, mon_keyring: Path) -> None:
     """The monmap of every mon, and each mon's store made from it."""
     monmap = cluster.workdir / "monmap"
-    argv = [tools["monmaptool"], "--create", "--clobber", "--fsid", cluster.fsid]
+    argv = ["monmaptool", "--create", "--clobber", "--fsid", cluster.fsid]
     for mon_id in cluster.mon_ids:
         argv += ["--addv", mon_id, _addrvec(cluster.mon_ports[mon_id])]
-    _run([*argv, str(monmap)], "ceph monmaptool")
+    _run(cluster.command(*argv, str(monmap)), "ceph monmaptool")
     for mon_id in cluster.mon_ids:
         _run(
-            [
-                tools["ceph-mon"],
+            cluster.command(
+                "ceph-mon",
                 "--mkfs",
                 "-i",
                 mon_id,
@@ -411,7 +444,7 @@ def _mkfs(tools: dict[str, str], cluster: CephCluster, mon_keyring: Path) -> Non
                 str(mon_keyring),
                 "-c",
                 str(cluster.conf),
-            ],
+            ),
             f"ceph-mon --mkfs mon.{mon_id}",
             timeout=60,
         )

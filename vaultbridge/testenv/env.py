@@ -8,6 +8,7 @@ while starting stops whatever had started, so nothing half-started is left runni
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -126,8 +127,9 @@ def _retrying(start_one: Callable[..., Any], folder: Path, *args: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-def start(mons: int = 1, workdir: Path | None = None) -> Environment:
-    """Start OpenBao, ``mons`` Ceph monitors and the Kubernetes API, in parallel."""
+def start(mons: int = 1, workdir: Path | None = None, *, ceph: int = 16) -> Environment:
+    """Start OpenBao, ``mons`` Ceph monitors of release ``ceph`` and the Kubernetes API, in
+    parallel."""
     if mons < 1:
         raise TestenvError(f"--mons must be at least 1, got {mons}")
     began = time.monotonic()
@@ -137,7 +139,9 @@ def start(mons: int = 1, workdir: Path | None = None) -> Environment:
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="testenv") as pool:
         futures: dict[str, Future[Any]] = {
             "vault": pool.submit(_retrying, start_openbao, workdir / "openbao"),
-            "ceph": pool.submit(_retrying, start_ceph, workdir / "ceph", mons),
+            "ceph": pool.submit(
+                _retrying, functools.partial(start_ceph, release=ceph), workdir / "ceph", mons
+            ),
             "kube": pool.submit(_retrying, start_kube, workdir / "kube", bindir),
         }
         started: dict[str, Any] = {}
@@ -161,7 +165,7 @@ def start(mons: int = 1, workdir: Path | None = None) -> Environment:
     )
 
 
-def up(mons: int = 1, state_dir: Path | None = None) -> Environment:
+def up(mons: int = 1, state_dir: Path | None = None, *, ceph: int = 16) -> Environment:
     """Start the environment and record it in ``state_dir`` (``.testenv/``)."""
     state_dir = state_dir or default_state_dir()
     existing = load(state_dir)
@@ -172,7 +176,7 @@ def up(mons: int = 1, state_dir: Path | None = None) -> Environment:
                 "run testenv/down first"
             )
         existing.stop()
-    env = start(mons=mons)
+    env = start(mons=mons, ceph=ceph)
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "state.json").write_text(json.dumps(env.to_dict(), indent=2))
     (state_dir / "env.sh").write_text(env.env_sh())

@@ -140,6 +140,8 @@ class MemoryCephx:
         self.entities: dict[str, CephxEntity] = {}
         self.sessions_of: dict[str, list[str]] = {}
         self.version = version
+        self.preferred_key_type = "aes"
+        self.allowed_key_types: tuple[str, ...] = ("aes",)
 
     def ceph_version(self) -> tuple[int, int, int]:
         return self.version
@@ -183,11 +185,19 @@ class MemoryCephx:
         self.faults.check("cephx.sessions")
         return list(self.sessions_of.get(entity, []))
 
-    def make_key(self, random16: bytes, created: int) -> Sensitive:
-        return Sensitive(f"AQ{random16.hex()[:30]}{created % 1000:03d}==")
+    def key_types(self) -> tuple[str, tuple[str, ...]]:
+        return self.preferred_key_type, self.allowed_key_types
+
+    def make_key(self, secret: bytes, created: int, key_type: str = "aes") -> Sensitive:
+        prefix = "Ag" if key_type == "aes256k" else "AQ"
+        return Sensitive(f"{prefix}{secret.hex()[:30]}{created % 1000:03d}==")
 
     def key_is_valid(self, key: Sensitive) -> bool:
-        return key.reveal().startswith("AQ")
+        return self.key_type_of(key) is not None
+
+    def key_type_of(self, key: Sensitive) -> str | None:
+        text = key.reveal()
+        return "aes" if text.startswith("AQ") else "aes256k" if text.startswith("Ag") else None
 
     def keyring_text(self, name: str, key: Sensitive, caps: Mapping[str, str] | None) -> Sensitive:
         return Sensitive(f"[{name}]\n\tkey = {key.reveal()}\n")

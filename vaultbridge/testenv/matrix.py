@@ -1,0 +1,90 @@
+"""The Ceph-facing suites on another Ceph release, with that release's client library.
+
+The machine's pytest starts an environment whose mons are of release N (OpenBao and the
+Kubernetes API as always) and records it in a state folder. A second pytest then runs the
+Ceph-facing suites inside release N's root filesystem, on its Python and its
+``python3-rados``, reusing that environment (``VAULTBRIDGE_TESTENV_REUSE``): what is tested is
+what an image built on that release would contain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaultbridge.testenv.common import TestenvError
+from vaultbridge.testenv.env import start
+from vaultbridge.testenv.kube import find_binaries, repo_root
+from vaultbridge.testenv.releases import INSIDE, release
+
+# what the suites import besides the standard library (the project runs from the checkout)
+REQUIREMENTS = (
+    "hvac>=2.4,<3",
+    "kubernetes>=33,<38",
+    "apscheduler>=3.10,<4",
+    "pydantic>=2.7,<3",
+    "pydantic-settings>=2.3,<3",
+    "click>=8.1,<9",
+    "tenacity>=8.2,<10",
+    "prometheus-client>=0.20,<1",
+    "tabulate>=0.9,<1",
+    "pyyaml>=6",
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+)
+SUITE_TIMEOUT = 1800.0
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    release: int
+    returncode: int
+    output: str
+    seconds: float
+    python: str
+
+    @property
+    def summary(self) -> str:
+        lines = [line for line in self.output.splitlines() if line.strip()]
+        return lines[-1] if lines else "(no output)"
+
+
+def run_suites(major: int, suites: list[str], *, mons: int = 3) -> SuiteRun:
+    """Run ``suites`` (paths relative to the checkout) against mons of release ``major`` from
+    inside its root filesystem; the environment is stopped afterwards."""
+    chosen = release(major)
+    python = chosen.python(REQUIREMENTS)
+    repo = repo_root()
+    if repo is None:
+        raise TestenvError("the release matrix runs the suites of a checkout; none found")
+    began = time.monotonic()
+    env = start(mons=mons, ceph=major)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vaultbridge-matrix-") as state:
+            (Path(state) / "state.json").write_text(json.dumps(env.to_dict()))
+            binds = [repo, env.workdir, Path(state), find_binaries()]
+            argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites]
+            done = subprocess.run(
+                chosen.command(argv, binds=binds, cwd=repo),
+                capture_output=True,
+                text=True,
+                timeout=SUITE_TIMEOUT,
+                check=False,
+                env={
+                    **os.environ,
+                    "VAULTBRIDGE_TESTENV_REUSE": "1",
+                    "VAULTBRIDGE_TESTENV_STATE": state,
+                    INSIDE: str(major),
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                },
+            )
+    finally:
+        env.stop()
+    return SuiteRun(
+        major, done.returncode, done.stdout + done.stderr, time.monotonic() - began, python
+    )
