@@ -105,13 +105,21 @@ def make_pki(pki: Path) -> None:
         days,
         "-subj",
         "/CN=vaultbridge-testenv-ca",
+        # what strict X.509 verification (Python 3.13+, OpenSSL 3.5) requires of a CA
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
         cwd=pki,
     )
+    leaf = "keyUsage=critical,digitalSignature\nauthorityKeyIdentifier=keyid\n"
     (pki / "serving.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"
+        "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n" + leaf
     )
-    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n" + leaf)
     for name, subject, ext in (
         ("apiserver", "/CN=kube-apiserver", "serving.ext"),
         ("admin", "/O=system:masters/CN=vaultbridge-testenv-admin", "client.ext"),

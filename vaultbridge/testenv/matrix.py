@@ -58,10 +58,10 @@ def run_suites(major: int, suites: list[str], *, mons: int = 3) -> SuiteRun:
     """Run ``suites`` (paths relative to the checkout) against mons of release ``major`` from
     inside its root filesystem; the environment is stopped afterwards."""
     chosen = release(major)
-    python = chosen.python(REQUIREMENTS)
     repo = repo_root()
     if repo is None:
         raise TestenvError("the release matrix runs the suites of a checkout; none found")
+    python = chosen.python_for(REQUIREMENTS, repo)
     began = time.monotonic()
     env = start(mons=mons, ceph=major)
     try:

@@ -177,6 +177,22 @@ class CephRelease:
         (root / venv.lstrip("/") / ".complete").write_text("\n".join(requirements) + "\n")
         return f"{venv}/bin/python"
 
+    def python_for(self, requirements: Sequence[str], checkout: Path) -> str:
+        """:meth:`python`, with ``checkout`` importable in that venv and its ``vaultbridge``
+        command on the venv's PATH (written each time: the checkout may move)."""
+        python = self.python(requirements)
+        root = self.root
+        assert root is not None
+        venv = root / Path(python).parent.parent.relative_to("/")
+        for site in venv.glob("lib/python3*/site-packages"):
+            (site / "vaultbridge-checkout.pth").write_text(f"{Path(checkout).resolve()}\n")
+        script = venv / "bin" / "vaultbridge"
+        script.write_text(
+            f"#!{python}\nimport sys\nfrom vaultbridge.cli import main\n\nsys.exit(main())\n"
+        )
+        script.chmod(0o755)
+        return python
+
     def version(self) -> str:
         """The release's ``ceph-mon --version`` line."""
         self.ensure()
