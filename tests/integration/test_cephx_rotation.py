@@ -357,17 +357,33 @@ def test_in_place_rotation_swaps_the_key_and_rolls_back_on_failure(
     base, path = new_entity(), unique("ceph/inplace")
     create_cr(api, ns, "cred", cephx_spec(path, base, strategy="in-place"))
     ref = CredentialRef(ns, "cred")
-    assert app.engine.rotate(ref).result == "promoted"
+    outcome = app.engine.rotate(ref)
+    assert outcome.result == "promoted", outcome.message
     first = secret_cephx(api, ns)
     assert first["userID"] == base.removeprefix("client.")
-    assert app.engine.rotate(ref).result == "promoted"
+    outcome = app.engine.rotate(ref)
+    assert outcome.result == "promoted", outcome.message
     second = secret_cephx(api, ns)
     assert entities(testenv, base) == [base]
-    assert can_auth(testenv, base, second["userKey"]) and not can_auth(
-        testenv, base, first["userKey"]
-    )
+    if testenv.ceph.release >= 18:
+        # a pending key: the old key keeps working after the promotion, until the first
+        # authentication with the new one commits it (docs/cephx.md, "Pending keys")
+        assert can_auth(testenv, base, first["userKey"])
+        assert can_auth(testenv, base, second["userKey"])
+        wait_for(lambda: not can_auth(testenv, base, first["userKey"]), "old key refused")
+    else:
+        assert can_auth(testenv, base, second["userKey"]) and not can_auth(
+            testenv, base, first["userKey"]
+        )
     assert read_secret(api, ns, "cred-vaultbridge-preimage") is None
-    # a failing verification re-imports the snapshot: old key and old caps back
+    # a failing verification re-imports the snapshot: old key and old caps back. With a pending
+    # key (Reef and later) Verify reads back instead of authenticating, so the failure here is
+    # caps Ceph refuses at Apply: the rollback must leave the old key working all the same
+    failing_caps = (
+        {"mon": "allow wibble"}
+        if testenv.ceph.release >= 18
+        else {"mon": 'allow command "config get"'}
+    )
     patch_spec(
         api,
         ns,
@@ -377,7 +393,7 @@ def test_in_place_rotation_swaps_the_key_and_rolls_back_on_failure(
                 "cephx": {
                     "entity": base,
                     "strategy": "in-place",
-                    "caps": {"mon": 'allow command "config get"'},
+                    "caps": failing_caps,
                 }
             }
         },

@@ -42,7 +42,9 @@ class CephxMon:
 
     def get_entity(self, name: str) -> CephxEntity | None:
         found = self.auth.get_entity(name)
-        return None if found is None else CephxEntity(found.name, found.key, dict(found.caps))
+        if found is None:
+            return None
+        return CephxEntity(found.name, found.key, dict(found.caps), found.pending_key)
 
     def add_entity(self, name: str, key: Sensitive, caps: Mapping[str, str]) -> None:
         self.auth.add_entity(name, key, caps)

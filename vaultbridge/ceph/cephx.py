@@ -99,6 +99,7 @@ class Entity:
     name: str
     key: Sensitive
     caps: dict[str, str] = field(default_factory=dict)
+    pending_key: Sensitive | None = None  # Reef and later: staged, committed on first use
 
 
 class CephxAuth:
@@ -130,10 +131,12 @@ class CephxAuth:
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, dict) and row.get("entity") == name:
                 caps = row.get("caps") or {}
+                pending = row.get("pending_key")
                 return Entity(
                     name=name,
                     key=Sensitive(str(row.get("key", ""))),
                     caps={str(k): str(v) for k, v in caps.items()},
+                    pending_key=Sensitive(str(pending)) if pending else None,
                 )
         return None
 

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 
 from vaultbridge.engine.access import Access
-from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver
+from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver, probes
 from vaultbridge.engine.cephx_retirement import CephxRetirement
 from vaultbridge.engine.job import Job
 from vaultbridge.engine.outcome import Outcome, earliest
 from vaultbridge.engine.ports import CephxStore, CredentialObject, VaultStore
 from vaultbridge.engine.report import Reporter
 from vaultbridge.engine.runtime import Retention, Runtime
-from vaultbridge.model.errors import BackendError
+from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CephxTarget, CredentialSpec
 from vaultbridge.model.status import Status
@@ -25,6 +26,7 @@ from vaultbridge.rotation import next_retirement_wake
 log = logging.getLogger(__name__)
 
 KEY_SECRET_BYTES = {"aes": 16, "aes256k": 32}
+COMMIT_RETRY = timedelta(seconds=30)
 
 
 class CephxLifecycle:
@@ -163,7 +165,58 @@ class CephxLifecycle:
             outcome.retry_after = earliest(outcome.retry_after, min(wake, retire_after))
 
     def settle(self, outcome: Outcome) -> Outcome:
-        return self.retirement.settle(outcome)
+        return self.commit_due(self.retirement.settle(outcome))
+
+    def commit_due(self, outcome: Outcome) -> Outcome:
+        """In-place on Reef and later: commit the pending key ``retireAfter`` after it was
+        promoted, unless a consumer's first use committed it already, then authenticate with it
+        on a fresh connection. Until then the old key keeps working; ``retry_after`` wakes the
+        controller when the commit is due."""
+        credential = self.access.copies.get(outcome.ref)
+        spec = credential.spec if credential is not None else None
+        target = spec.target if spec is not None else None
+        if (
+            credential is None
+            or not isinstance(target, CephxTarget)
+            or target.strategy != "in-place"
+            or credential.status.rotation is not None
+        ):
+            return outcome
+        try:
+            return self._commit_if_due(credential, target, outcome)
+        except (BackendError, PreconditionError) as exc:
+            log.warning("%s: pending key commit failed: %s", outcome.ref, exc)
+            outcome.retry_after = earliest(outcome.retry_after, COMMIT_RETRY)
+            return outcome
+
+    def _commit_if_due(
+        self, credential: CredentialObject, target: CephxTarget, outcome: Outcome
+    ) -> Outcome:
+        store = self.cephx()
+        found = store.get_entity(target.entity)
+        if found is None or found.pending_key is None:
+            return outcome
+        secret = self.access.secret(credential.ref.namespace, credential.spec.secret.name)
+        if secret is None or secret.data.get("userKey") != found.pending_key:
+            return outcome  # not the key vaultbridge promoted: someone else's, left alone
+        promoted = credential.status.last_rotation_time
+        wait = timedelta(0)
+        if promoted is not None:
+            wait = promoted + target.retire_after - self.runtime.clock()
+        if wait > timedelta(0):
+            outcome.retry_after = earliest(outcome.retry_after, wait)
+            return outcome
+        store.commit_pending(target.entity)
+        allowed, refused = probes(target.entity, found.caps)
+        store.verify_key(target.entity, found.pending_key, allowed, refused)
+        self.reporter.event(
+            credential,
+            "Normal",
+            "KeyCommitted",
+            f"{target.entity}: the pending key promoted {target.retire_after} ago is committed "
+            "and authenticates; the previous key no longer does",
+        )
+        return outcome
 
     def retire_due(self, credential: CredentialObject) -> Outcome:
         return self.retirement.retire_due(credential)

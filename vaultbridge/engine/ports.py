@@ -157,6 +157,7 @@ class CephxEntity:
     name: str
     key: Sensitive
     caps: Mapping[str, str]
+    pending_key: Sensitive | None = None  # Reef and later: staged, not yet used
 
 
 class CephxStore(Protocol):
