@@ -132,6 +132,77 @@ def test_twenty_rotations_while_a_consumer_probe_never_fails(
     assert f"{base}.21" in entities(testenv, base)
 
 
+def test_ten_in_place_rotations_with_pending_keys_while_a_consumer_never_fails(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App, tmp_path: Path
+) -> None:
+    """Reef and later: in-place rotation stages a pending key and leaves it pending at the
+    promotion, so a consumer that re-reads the Secret every 200 ms and authenticates with what
+    it holds never fails: the old key works until the consumer's first use of the new one
+    commits it (the window of docs/ceph-releases.md is between consumers, and there is one)."""
+    if testenv.ceph.release < 18:
+        pytest.skip("Pacific has no pending keys; its in-place window is tested above")
+    base, path = new_entity(), unique("ceph/pending")
+    create_cr(api, ns, "cred", cephx_spec(path, base, strategy="in-place", retireAfter="1h"))
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.rotate(ref).result == "promoted"
+    stop = tmp_path / "stop"
+    env = cli_env(testenv)
+    env["PYTHONPATH"] = str(Path(__file__).parent)
+    probe = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "cephx_probe.py"), ns, "cred", str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    keys: list[str] = []
+    try:
+        time.sleep(1.0)
+        for _ in range(10):
+            outcome = app.engine.rotate(ref)
+            assert outcome.result == "promoted", outcome.message
+            keys.append(secret_cephx(api, ns)["userKey"])
+            time.sleep(1.2)  # the consumer reads the new Secret and commits the key by use
+    finally:
+        stop.touch()
+        out, _err = probe.communicate(timeout=60)
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["failures"] == 0, report
+    assert report["attempts"] >= 40, report
+    assert entities(testenv, base) == [base]
+    assert can_auth(testenv, base, keys[-1])
+    wait_for(lambda: not can_auth(testenv, base, keys[-2]), "the previous key refused")
+
+
+def test_a_pending_key_nobody_used_is_committed_after_retire_after(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    """No consumer picked the new key up: vaultbridge commits it itself once retireAfter has
+    passed since the promotion, so the old key does not outlive a compliance rotation."""
+    if testenv.ceph.release < 18:
+        pytest.skip("Pacific has no pending keys")
+    base, path = new_entity(), unique("ceph/commit")
+    create_cr(api, ns, "cred", cephx_spec(path, base, strategy="in-place", retireAfter="2s"))
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.rotate(ref).result == "promoted"
+    old = secret_cephx(api, ns)["userKey"]
+    outcome = app.engine.rotate(ref)
+    assert outcome.result == "promoted", outcome.message
+    assert outcome.retry_after is not None and outcome.retry_after.total_seconds() <= 2
+    new = secret_cephx(api, ns)["userKey"]
+    store = app.engine.cephx
+    assert store is not None
+    live = store.get_entity(base)
+    assert live is not None and live.pending_key is not None  # nobody has used it yet
+    assert (live.key.reveal(), live.pending_key.reveal()) == (old, new)
+    time.sleep(2.5)
+    assert app.engine.reconcile(ref).ok
+    live = store.get_entity(base)
+    assert live is not None and live.key.reveal() == new and live.pending_key is None
+    wait_for(lambda: not can_auth(testenv, base, old), "the old key refused")
+    assert "KeyCommitted" in [e["reason"] for e in settled_events(app, api, ns, "cred")]
+
+
 def test_verification_failure_rolls_back_and_keeps_the_old_generation(
     testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
 ) -> None:

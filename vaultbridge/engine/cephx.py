@@ -29,16 +29,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from vaultbridge.engine.cephx_pending import PendingKeySwap, uses_pending_keys
 from vaultbridge.engine.ports import CephxStore
+from vaultbridge.engine.targets import holds
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CEPHX_DATA_KEYS, CephxTarget, CredentialSpec
 from vaultbridge.model.status import Status
 
 CAPS_SLOT = "caps"  # pre-image only: the entity's caps as JSON (never in the main Secret)
-PENDING_KEYS_SINCE = (17, 0, 0)
 CAPS_CONDITION = "CapsInSync"
 
 Mode = Literal["alternate", "in-place", "pending"]
@@ -47,52 +48,6 @@ Mode = Literal["alternate", "in-place", "pending"]
 _BROAD_MON_CAP = re.compile(
     r"\*|allow\s+[rw]*x|profile\s+(admin|mon|mgr|osd|mds|bootstrap)|command|auth", re.IGNORECASE
 )
-
-
-class PendingKeys(Protocol):
-    """The Ceph >= 17 pending-key commands (``auth get-or-create-pending`` and friends)."""
-
-    def get_or_create_pending(self, entity: str) -> Sensitive: ...
-
-    def commit_pending(self, entity: str) -> None: ...
-
-    def clear_pending(self, entity: str) -> None: ...
-
-
-class PendingKeySwap:
-    """The in-place key swap with pending keys (Quincy and later).
-
-    ``stage`` (Apply): ``auth get-or-create-pending``; the pending key must be the one vaultbridge
-    wrote to Vault (it was obtained the same way when the version was generated), else the
-    pending key is cleared and the swap refused. ``commit`` (``retireAfter`` after the
-    promotion, unless a consumer's first use did it already): ``auth commit-pending``.
-    ``abort`` (Restore): ``auth clear-pending``.
-    """
-
-    def __init__(self, keys: PendingKeys, entity: str) -> None:
-        self.keys = keys
-        self.entity = entity
-
-    def stage(self, key: Sensitive) -> None:
-        pending = self.keys.get_or_create_pending(self.entity)
-        if pending != key:
-            self.keys.clear_pending(self.entity)
-            raise PreconditionError(
-                "PendingKeyMismatch",
-                f"{self.entity}: the pending key Ceph holds is not the version being rotated to; "
-                "cleared it",
-                transient=True,
-            )
-
-    def commit(self) -> None:
-        self.keys.commit_pending(self.entity)
-
-    def abort(self) -> None:
-        self.keys.clear_pending(self.entity)
-
-
-def uses_pending_keys(version: tuple[int, int, int]) -> bool:
-    return version >= PENDING_KEYS_SINCE
 
 
 def entity_for(
@@ -286,6 +241,17 @@ class CephxDriver:
 
     def before_promote(self) -> None:
         return None  # a pending key stays pending: see CephxLifecycle.commit_due
+
+    def holds_version(self, data: Mapping[str, Sensitive]) -> bool:
+        """Ceph holds this version: as the entity's key, or (Reef and later, promoted and not
+        yet used) as its pending key, with the spec's caps."""
+        found = self.store.get_entity(self.entity)
+        if found is None:
+            return False
+        key = data["userKey"]
+        if found.pending_key is not None and found.pending_key == key:
+            return dict(found.caps) == self.caps
+        return holds(self.read(), self.slots(), data)
 
     def restore(self, preimage: Mapping[str, Sensitive | None]) -> None:
         if self.mode == "alternate":

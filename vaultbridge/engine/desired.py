@@ -111,7 +111,7 @@ class Desired:
         status = job.credential.status
         if status.current_version != job.version:
             return False
-        if not holds(job.driver.read(), job.driver.slots(), job.data):
+        if not job.driver.holds_version(job.data):
             return False
         if job.spec.source is None:
             return True

@@ -63,7 +63,11 @@ class TargetDriver(Protocol):
         ...
 
     def before_promote(self) -> None:
-        """The last step in Ceph before the Secret is written (pending keys: commit)."""
+        """The last step in Ceph before the Secret is written."""
+        ...
+
+    def holds_version(self, data: Mapping[str, Sensitive]) -> bool:
+        """Does Ceph already hold ``data`` (nothing to rotate)?"""
         ...
 
 
@@ -81,6 +85,15 @@ class PlainDriver:
 
     def before_promote(self) -> None:
         return None
+
+    def read(self) -> dict[str, Sensitive | None]:
+        raise NotImplementedError
+
+    def slots(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def holds_version(self, data: Mapping[str, Sensitive]) -> bool:
+        return holds(self.read(), self.slots(), data)
 
 
 def holds(current: Values, slots: Mapping[str, str], data: Mapping[str, Sensitive | None]) -> bool:
