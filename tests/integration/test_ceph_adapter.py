@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 
@@ -156,6 +157,35 @@ def test_config_key_roundtrip(conn: CephConnection) -> None:
 
 
 # --------------------------------------------------------------------------- cephx
+def test_the_cluster_says_which_key_types_it_allows(
+    cluster: CephCluster, conn: CephConnection
+) -> None:
+    """Tentacle: a new cluster allows AES256K only and refuses an AES key at authentication;
+    an upgraded one (AES allowed again, as after an upgrade) takes both. Older releases: AES."""
+    auth = CephxAuth(conn)
+    if cluster.release < 20:
+        assert auth.key_types() == ("aes", ("aes",))
+        return
+    assert auth.key_types() == ("aes256k", ("aes256k",))
+    name, caps = "client.vbtest.types", {"mon": "allow r"}
+    aes = Sensitive(make_cephx_key(os.urandom(16), int(time.time())))
+    auth.remove_entity(name)
+    auth.add_entity(name, aes, caps)
+    with pytest.raises(CephPermissionDenied):
+        auth.verify_key(name, aes, {"prefix": "mon stat"}, None)
+    cluster.ceph("mon", "set", "auth_allowed_ciphers", "aes,aes256k")
+    try:
+        assert auth.key_types() == ("aes256k", ("aes", "aes256k"))
+        auth.verify_key(name, aes, {"prefix": "mon stat"}, None)  # an upgraded cluster: both
+        auth.verify_key(name, aes, {"prefix": "mon stat"}, None)
+        strong = new_key()
+        auth.import_entity(name, strong, caps)
+        auth.verify_key(name, strong, {"prefix": "mon stat"}, None)
+    finally:
+        cluster.ceph("mon", "set", "auth_allowed_ciphers", "aes256k")
+        auth.remove_entity(name)
+
+
 def test_auth_add_fresh_connection_and_key_swap(conn: CephConnection) -> None:
     auth = CephxAuth(conn)
     name = "client.vbtest.1"
