@@ -40,6 +40,20 @@ from vaultbridge.testenv.env import Environment
 pytestmark = pytest.mark.integration
 
 
+def consumer_probe(testenv: Environment, ns: str, stop: Path) -> subprocess.Popen[str]:
+    """``cephx_probe.py``: a consumer that re-reads Secret ``cred`` and authenticates with it
+    every 200 ms until ``stop`` exists."""
+    env = cli_env(testenv)
+    env["PYTHONPATH"] = str(Path(__file__).parent)
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "cephx_probe.py"), ns, "cred", str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 def test_alternate_rotation_creates_generation_and_retires_previous(
     testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
 ) -> None:
@@ -102,15 +116,7 @@ def test_twenty_rotations_while_a_consumer_probe_never_fails(
     ref = CredentialRef(ns, "cred")
     assert app.engine.rotate(ref).result == "promoted"
     stop = tmp_path / "stop"
-    env = cli_env(testenv)
-    env["PYTHONPATH"] = str(Path(__file__).parent)
-    probe = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "cephx_probe.py"), ns, "cred", str(stop)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    probe = consumer_probe(testenv, ns, stop)
     try:
         time.sleep(1.0)  # the probe is running before the first rotation
         for _ in range(20):
@@ -146,15 +152,7 @@ def test_ten_in_place_rotations_with_pending_keys_while_a_consumer_never_fails(
     ref = CredentialRef(ns, "cred")
     assert app.engine.rotate(ref).result == "promoted"
     stop = tmp_path / "stop"
-    env = cli_env(testenv)
-    env["PYTHONPATH"] = str(Path(__file__).parent)
-    probe = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / "cephx_probe.py"), ns, "cred", str(stop)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    probe = consumer_probe(testenv, ns, stop)
     keys: list[str] = []
     try:
         time.sleep(1.0)

@@ -291,7 +291,8 @@ def ceph_grants(credentials: Sequence[Credential]) -> list[str]:
         else:
             grants += _cephx_grants(target)
     if any(isinstance(c.spec.target, CephxTarget) for c in credentials):
-        grants += [_grant("quorum_status"), _grant("sessions")]
+        # the monmap says which key types the cluster allows (Tentacle: AES256K only)
+        grants += [_grant("quorum_status"), _grant("sessions"), _grant("mon dump")]
     return list(dict.fromkeys(grants))
 
 
