@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vaultbridge.engine.cephx_pending import PendingKeySwap, uses_pending_keys
-from vaultbridge.engine.ports import CephxStore
+from vaultbridge.engine.ports import CephxEntity, CephxStore
 from vaultbridge.engine.targets import holds
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.sensitive import Sensitive
@@ -162,7 +162,9 @@ class CephxDriver:
     # -- Ceph ----------------------------------------------------------------------------------
 
     def read(self) -> dict[str, Sensitive | None]:
-        found = self.store.get_entity(self.entity)
+        return self._values(self.store.get_entity(self.entity))
+
+    def _values(self, found: CephxEntity | None) -> dict[str, Sensitive | None]:
         if found is None:
             return dict.fromkeys((*CEPHX_DATA_KEYS, CAPS_SLOT))
         return {
@@ -251,7 +253,7 @@ class CephxDriver:
         key = data["userKey"]
         if found.pending_key is not None and found.pending_key == key:
             return dict(found.caps) == self.caps
-        return holds(self.read(), self.slots(), data)
+        return holds(self._values(found), self.slots(), data)
 
     def restore(self, preimage: Mapping[str, Sensitive | None]) -> None:
         if self.mode == "alternate":

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from vaultbridge.engine.access import Access
 from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver, probes
+from vaultbridge.engine.cephx_pending import PendingKeySwap
 from vaultbridge.engine.cephx_retirement import CephxRetirement
 from vaultbridge.engine.job import Job
 from vaultbridge.engine.outcome import Outcome, earliest
@@ -124,15 +125,15 @@ class CephxLifecycle:
         except BackendError as exc:
             log.warning("%s: caps check failed: %s", job.credential.ref, exc)
             return
-        self._record_caps(self.access.read_cr(job.credential.ref), drift)
+        if _caps_condition_changes(job.credential.status, drift):  # else no read, no write
+            self._record_caps(self.access.read_cr(job.credential.ref), drift)
 
     def _record_caps(self, credential: CredentialObject, drift: str | None) -> None:
         status = credential.status
-        existing = status.condition(CAPS_CONDITION)
+        if not _caps_condition_changes(status, drift):
+            return
         now = self.runtime.clock()
         if drift is None:
-            if existing is None or existing.status == "True":
-                return
             status = status.with_condition(
                 CAPS_CONDITION,
                 "True",
@@ -142,8 +143,6 @@ class CephxLifecycle:
                 credential.generation,
             )
         else:
-            if existing is not None and existing.status == "False" and existing.message == drift:
-                return
             status = status.with_condition(
                 CAPS_CONDITION, "False", "CapsDrift", drift, now, credential.generation
             )
@@ -183,6 +182,8 @@ class CephxLifecycle:
         ):
             return outcome
         try:
+            if self.driver(credential.spec).mode != "pending":
+                return outcome  # Pacific, or a key someone else wrote: nothing is staged
             return self._commit_if_due(credential, target, outcome)
         except (BackendError, PreconditionError) as exc:
             log.warning("%s: pending key commit failed: %s", outcome.ref, exc)
@@ -192,21 +193,21 @@ class CephxLifecycle:
     def _commit_if_due(
         self, credential: CredentialObject, target: CephxTarget, outcome: Outcome
     ) -> Outcome:
-        store = self.cephx()
-        found = store.get_entity(target.entity)
-        if found is None or found.pending_key is None:
-            return outcome
-        secret = self.access.secret(credential.ref.namespace, credential.spec.secret.name)
-        if secret is None or secret.data.get("userKey") != found.pending_key:
-            return outcome  # not the key vaultbridge promoted: someone else's, left alone
         promoted = credential.status.last_rotation_time
         wait = timedelta(0)
         if promoted is not None:
             wait = promoted + target.retire_after - self.runtime.clock()
-        if wait > timedelta(0):
+        if wait > timedelta(0):  # decided before any request: a promotion has just happened
             outcome.retry_after = earliest(outcome.retry_after, wait)
             return outcome
-        store.commit_pending(target.entity)
+        store = self.cephx()
+        found = store.get_entity(target.entity)
+        if found is None or found.pending_key is None:
+            return outcome  # committed already (by a consumer's first use, or by us)
+        secret = self.access.secret(credential.ref.namespace, credential.spec.secret.name)
+        if secret is None or secret.data.get("userKey") != found.pending_key:
+            return outcome  # not the key vaultbridge promoted: someone else's, left alone
+        PendingKeySwap(store, target.entity).commit()
         allowed, refused = probes(target.entity, found.caps)
         store.verify_key(target.entity, found.pending_key, allowed, refused)
         self.reporter.event(
@@ -225,3 +226,11 @@ class CephxLifecycle:
 def _target(spec: CredentialSpec) -> CephxTarget:
     assert isinstance(spec.target, CephxTarget)  # the registry's choice
     return spec.target
+
+
+def _caps_condition_changes(status: Status, drift: str | None) -> bool:
+    """Would recording ``drift`` (None: caps match) change the CapsInSync condition?"""
+    existing = status.condition(CAPS_CONDITION)
+    if drift is None:
+        return existing is not None and existing.status != "True"
+    return existing is None or existing.status != "False" or existing.message != drift

@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,21 +23,15 @@ from vaultbridge.testenv.env import start
 from vaultbridge.testenv.kube import find_binaries, repo_root
 from vaultbridge.testenv.releases import INSIDE, release
 
-# what the suites import besides the standard library (the project runs from the checkout)
-REQUIREMENTS = (
-    "hvac>=2.4,<3",
-    "kubernetes>=33,<38",
-    "apscheduler>=3.10,<4",
-    "pydantic>=2.7,<3",
-    "pydantic-settings>=2.3,<3",
-    "click>=8.1,<9",
-    "tenacity>=8.2,<10",
-    "prometheus-client>=0.20,<1",
-    "tabulate>=0.9,<1",
-    "pyyaml>=6",
-    "pytest>=8",
-    "pytest-timeout>=2.3",
-)
+
+def requirements(checkout: Path) -> list[str]:
+    """What the suites import besides the standard library, from the checkout's pyproject.toml:
+    the project's dependencies and its pytest plugins (the project runs from the checkout)."""
+    project = tomllib.loads((checkout / "pyproject.toml").read_text())["project"]
+    dev = project.get("optional-dependencies", {}).get("dev", [])
+    return [*project["dependencies"], *(d for d in dev if d.startswith("pytest"))]
+
+
 SUITE_TIMEOUT = 1800.0
 
 
@@ -61,7 +56,7 @@ def run_suites(major: int, suites: list[str], *, mons: int = 3) -> SuiteRun:
     repo = repo_root()
     if repo is None:
         raise TestenvError("the release matrix runs the suites of a checkout; none found")
-    python = chosen.python_for(REQUIREMENTS, repo)
+    python = chosen.python_for(requirements(repo), repo)
     began = time.monotonic()
     env = start(mons=mons, ceph=major)
     try:
