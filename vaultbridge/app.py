@@ -21,6 +21,7 @@ from vaultbridge.adapters.kube import credential_from
 from vaultbridge.ceph import (
     CephConnection,
     ConfigStore,
+    read_mon_release,
 )
 from vaultbridge.engine.engine import Engine, Observer
 from vaultbridge.engine.runtime import always
@@ -251,14 +252,16 @@ def check(settings: Settings) -> list[CheckResult]:
         results.append(CheckResult("vault", False, str(exc)))
     try:
         conn = connect_ceph(settings)
-        major, minor, patch = conn.version()
+        release = read_mon_release(conn)
         ConfigStore(conn).dump()
+        pending = "pending keys" if release.pending_keys() else release.lacks_pending_keys()
         results.append(
             CheckResult(
                 "ceph",
                 True,
-                f"{settings.ceph.user} connected; mons run "
-                f"{major}.{minor}.{patch}; config dump allowed",
+                f"{settings.ceph.user} connected; {release.describe()}; key types "
+                f"{', '.join(release.allowed_key_types)} (preferred "
+                f"{release.preferred_key_type}); {pending}; config dump allowed",
             )
         )
         conn.close()

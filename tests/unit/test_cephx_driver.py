@@ -10,6 +10,7 @@ import pytest
 
 from vaultbridge.engine.cephx import PendingKeySwap, entity_for, make_driver, parse_keyring, probes
 from vaultbridge.engine.ports import CephxEntity
+from vaultbridge.model.ceph_release import MonRelease
 from vaultbridge.model.errors import PreconditionError
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CephxTarget, parse_spec
@@ -32,8 +33,8 @@ class FakeStore:
         self.log: list[str] = []
         self.next_pending = key(9)
 
-    def ceph_version(self) -> tuple[int, int, int]:
-        return self.version
+    def mon_release(self) -> MonRelease:
+        return MonRelease((self.version,))
 
     def get_entity(self, name: str) -> CephxEntity | None:
         found = self.entities.get(name)
@@ -71,9 +72,6 @@ class FakeStore:
 
     def make_key(self, random16: bytes, created: int) -> Sensitive:
         return key(random16[0])
-
-    def key_types(self) -> tuple[str, tuple[str, ...]]:
-        return "aes", ("aes",)
 
     def key_type_of(self, key: Sensitive) -> str | None:
         return "aes" if self.key_is_valid(key) else None

@@ -18,27 +18,31 @@ from vaultbridge.ceph import (
     cephx_key_type,
     keyring_text,
     make_cephx_key,
+    read_mon_release,
 )
 from vaultbridge.engine.ports import CephxEntity, ConfigKey
+from vaultbridge.model.ceph_release import MonRelease
 from vaultbridge.model.sensitive import Sensitive
 
 
 class CephxMon:
     """The cephx auth database, shaped to the engine's ``CephxStore`` port."""
 
-    VERSION_TTL = 300.0  # seconds a detected mon version is trusted
+    RELEASE_TTL = 300.0  # seconds what the mons run is trusted (an upgrade changes it)
 
     def __init__(self, conn: CephConnection) -> None:
         self.conn = conn
         self.auth = CephxAuth(conn)
-        self._version: tuple[tuple[int, int, int], float] | None = None
-        self._key_types: tuple[tuple[str, tuple[str, ...]], float] | None = None
+        self._release: tuple[MonRelease, float, int] | None = None
 
-    def ceph_version(self) -> tuple[int, int, int]:
-        now = time.monotonic()
-        if self._version is None or now - self._version[1] > self.VERSION_TTL:
-            self._version = (self.conn.version(), now)
-        return self._version[0]
+    def mon_release(self) -> MonRelease:
+        """Read once per connection (and again after ``RELEASE_TTL``)."""
+        now, connection = time.monotonic(), self.conn.connections
+        cached = self._release
+        if cached is None or cached[2] != connection or now - cached[1] > self.RELEASE_TTL:
+            found = read_mon_release(self.conn)
+            self._release = cached = (found, now, self.conn.connections)
+        return cached[0]
 
     def get_entity(self, name: str) -> CephxEntity | None:
         found = self.auth.get_entity(name)
@@ -69,12 +73,6 @@ class CephxMon:
 
     def sessions(self, entity: str) -> list[str]:
         return self.auth.sessions(entity)
-
-    def key_types(self) -> tuple[str, tuple[str, ...]]:
-        now = time.monotonic()
-        if self._key_types is None or now - self._key_types[1] > self.VERSION_TTL:
-            self._key_types = (self.auth.key_types(), now)
-        return self._key_types[0]
 
     def make_key(self, secret: bytes, created: int, key_type: str = "aes") -> Sensitive:
         return Sensitive(make_cephx_key(secret, created, key_type))

@@ -25,6 +25,7 @@ from vaultbridge.ceph.errors import (
     CephRejected,
     CephUnavailable,
 )
+from vaultbridge.ceph.release import read_mon_release
 
 __all__ = [
     "CephConnection",
@@ -40,4 +41,5 @@ __all__ = [
     "cephx_key_type",
     "keyring_text",
     "make_cephx_key",
+    "read_mon_release",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 
 from vaultbridge.ceph.connection import CephConnection
 from vaultbridge.ceph.errors import CephError, CephPermissionDenied, CephRejected, CephUnavailable
+from vaultbridge.ceph.release import key_types_of
 from vaultbridge.model.sensitive import Sensitive
 
 __all__ = [
@@ -111,15 +112,8 @@ class CephxAuth:
 
     # ------------------------------------------------------------------ reads
     def key_types(self) -> tuple[str, tuple[str, ...]]:
-        """The cluster's preferred cephx key type and the types it allows, from the monmap
-        (``auth_preferred_cipher``, ``auth_allowed_ciphers``: Tentacle 20.2.4 and later). Older
-        releases name neither: AES only."""
-        monmap = self.conn.mon_json({"prefix": "mon dump"}) or {}
-        preferred = (monmap.get("auth_preferred_cipher") or {}).get("name") or "aes"
-        allowed = tuple(
-            str(c.get("name")) for c in monmap.get("auth_allowed_ciphers") or [] if c.get("name")
-        )
-        return str(preferred), allowed or ("aes",)
+        """The cluster's preferred cephx key type and the types it allows, from the monmap."""
+        return key_types_of(self.conn.mon_json({"prefix": "mon dump"}) or {})
 
     def get_entity(self, name: str) -> Entity | None:
         try:

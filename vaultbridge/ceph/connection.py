@@ -91,6 +91,7 @@ class CephConnection:
         self._lock = threading.Lock()
         self._handle: rados.Rados | None = None
         self._worker: _Worker | None = None
+        self.connections = 0  # handles connected so far: what is read once per connection
 
     # ------------------------------------------------------------------ plumbing
     def __repr__(self) -> str:
@@ -162,6 +163,7 @@ class CephConnection:
             self._handle = None
             _shutdown_quietly(handle)
             raise _translate(exc, f"connect as {self.user}", self.conf) from exc
+        self.connections += 1
         return handle
 
     # ------------------------------------------------------------------ public API
@@ -236,8 +238,9 @@ class CephConnection:
                 f"mon command {cmd.get('prefix')!r}: answer is not JSON ({self.where})"
             ) from None
 
-    def version(self) -> tuple[int, int, int]:
-        """The lowest Ceph version any mon runs, as (major, minor, patch)."""
+    def mon_versions(self) -> list[tuple[int, int, int]]:
+        """Every version some mon reports (``versions``; several during an upgrade), as
+        (major, minor, patch), lowest first."""
         try:
             report = self.mon_json({"prefix": "versions"})
             texts = list((report or {}).get("mon", {}))
@@ -248,7 +251,11 @@ class CephConnection:
         found = [m for m in (_VERSION_RE.search(t) for t in texts) if m]
         if not found:
             raise CephRejected(f"versions: cannot parse the mons' version ({self.where})")
-        return min((int(m[1]), int(m[2]), int(m[3])) for m in found)
+        return sorted({(int(m[1]), int(m[2]), int(m[3])) for m in found})
+
+    def version(self) -> tuple[int, int, int]:
+        """The lowest Ceph version any mon runs, as (major, minor, patch)."""
+        return self.mon_versions()[0]
 
     def close(self) -> None:
         """Shut the librados handle down. The next command connects again."""

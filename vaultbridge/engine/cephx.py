@@ -31,7 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vaultbridge.engine.cephx_pending import PendingKeySwap, uses_pending_keys
+from vaultbridge.engine.cephx_key_types import check_key_type
+from vaultbridge.engine.cephx_pending import PendingKeySwap
 from vaultbridge.engine.ports import CephxEntity, CephxStore
 from vaultbridge.engine.targets import holds
 from vaultbridge.model.errors import BackendError, PreconditionError
@@ -188,17 +189,8 @@ class CephxDriver:
             )
 
     def _check_key_type(self, key: Sensitive) -> None:
-        key_type = self.store.key_type_of(key)
-        preferred, allowed = self.store.key_types()
-        if key_type not in allowed:
-            raise PreconditionError(
-                "KeyTypeNotAllowed",
-                f"{self.entity}: the new key is of type {key_type}, and this cluster allows "
-                f"only {', '.join(allowed)} (auth_allowed_ciphers in its monmap); write a "
-                f"{preferred} key to Vault, or let vaultbridge generate it (spec.generate: "
-                "true follows the cluster's preferred type)",
-                transient=False,
-            )
+        found = self.store.key_type_of(key)
+        check_key_type(self.target, self.entity, found, self.store.mon_release())
 
     def apply(self, data: Mapping[str, Sensitive]) -> None:
         key = data["userKey"]
@@ -285,7 +277,7 @@ class CephxDriver:
         self.store.remove_entity(self.entity)
 
     def precheck(self) -> None:
-        self.store.ceph_version()
+        self.store.mon_release()
 
     # -- retirement and drift --------------------------------------------------------------------
 
@@ -349,7 +341,10 @@ def make_driver(
     mode: Mode = "alternate"
     if spec.source is None or target.strategy == "in-place":
         mode = "in-place"
-        if spec.generate and spec.source is not None and uses_pending_keys(store.ceph_version()):
+        release = store.mon_release()
+        # Ceph makes a pending key of its preferred type: another keyType is imported instead
+        same_type = target.key_type in (None, release.preferred_key_type)
+        if spec.generate and spec.source is not None and release.pending_keys() and same_type:
             mode = "pending"
     if mode != "alternate":
         # the pre-image in the stash says whether the entity existed; nothing else is protected

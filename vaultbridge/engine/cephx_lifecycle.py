@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from vaultbridge.engine.access import Access
 from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver, probes
+from vaultbridge.engine.cephx_key_types import key_type_for
 from vaultbridge.engine.cephx_pending import PendingKeySwap
 from vaultbridge.engine.cephx_retirement import CephxRetirement
 from vaultbridge.engine.job import Job
@@ -77,10 +78,10 @@ class CephxLifecycle:
         store = self.cephx()
         driver = self.driver(spec)
         entity = _target(spec).entity
+        key_type = key_type_for(_target(spec), store.mon_release())  # refused before any write
         if driver.mode == "pending" and store.get_entity(entity) is not None:
             return store.get_or_create_pending(entity)
         created = int(self.runtime.clock().timestamp())
-        key_type, _allowed = store.key_types()  # the cluster's preferred cipher
         secret = self.vault().random_bytes(KEY_SECRET_BYTES[key_type])
         return store.make_key(secret, created, key_type)
 

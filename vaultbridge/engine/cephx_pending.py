@@ -11,8 +11,6 @@ from typing import Protocol
 from vaultbridge.model.errors import PreconditionError
 from vaultbridge.model.sensitive import Sensitive
 
-PENDING_KEYS_SINCE = (17, 2, 6)
-
 
 class PendingKeys(Protocol):
     """The Ceph >= 17 pending-key commands (``auth get-or-create-pending`` and friends)."""
@@ -54,7 +52,3 @@ class PendingKeySwap:
 
     def abort(self) -> None:
         self.keys.clear_pending(self.entity)
-
-
-def uses_pending_keys(version: tuple[int, int, int]) -> bool:
-    return version >= PENDING_KEYS_SINCE

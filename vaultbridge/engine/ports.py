@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from vaultbridge.model.ceph_release import MonRelease
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CredentialRef, CredentialSpec, DeletionPolicy
 from vaultbridge.model.status import Status
@@ -163,7 +164,9 @@ class CephxEntity:
 class CephxStore(Protocol):
     """The cephx auth database (``vaultbridge.ceph.CephxAuth`` behind ``app.CephxMon``)."""
 
-    def ceph_version(self) -> tuple[int, int, int]: ...
+    def mon_release(self) -> MonRelease:
+        """What the mons run and allow: versions, ``min_mon_release``, key types."""
+        ...
 
     def get_entity(self, name: str) -> CephxEntity | None: ...
 
@@ -184,10 +187,6 @@ class CephxStore(Protocol):
     ) -> None: ...
 
     def sessions(self, entity: str) -> list[str]: ...
-
-    def key_types(self) -> tuple[str, tuple[str, ...]]:
-        """The cluster's preferred key type and the types it allows (``aes``, ``aes256k``)."""
-        ...
 
     def make_key(self, secret: bytes, created: int, key_type: str = "aes") -> Sensitive: ...
 

@@ -20,6 +20,7 @@ CredentialValues = Mapping[str, Sensitive]
 
 CAP_SERVICES: Final = ("mon", "osd", "mds", "mgr")
 STRATEGIES: Final = ("alternate", "in-place")
+KEY_TYPES: Final = ("aes", "aes256k")
 DELETION_POLICIES: Final = ("Retain", "Delete")
 CEPHX_DATA_KEYS: Final = ("userID", "userKey", "keyring")
 DEFAULT_FIELD: Final = "value"
@@ -28,6 +29,7 @@ HISTORY_LIMIT_RANGE: Final = (1, 100)
 KEEP_PRIOR_RANGE: Final = (1, 10)
 
 Strategy = Literal["alternate", "in-place"]
+KeyType = Literal["aes", "aes256k"]
 DeletionPolicy = Literal["Retain", "Delete"]
 TargetKind = Literal["config", "configKey", "cephx"]
 """The CRD's name for each kind of target (``spec.target.<kind>``)."""
@@ -143,6 +145,7 @@ class CephxTarget:
     retire_after: timedelta = DEFAULT_RETIRE_AFTER
     keep_prior: int = 1
     deletion_policy: DeletionPolicy = "Retain"
+    key_type: KeyType | None = None  # None: the cluster's preferred type (its monmap)
 
 
 Target = ConfigTarget | ConfigKeyTarget | CephxTarget

@@ -14,6 +14,7 @@ from vaultbridge.model.spec import (
     DEFAULT_RETIRE_AFTER,
     HISTORY_LIMIT_RANGE,
     KEEP_PRIOR_RANGE,
+    KEY_TYPES,
     STRATEGIES,
     CephxTarget,
     ConfigEntry,
@@ -342,6 +343,12 @@ class SpecParser:
             obj.get("keepPrior"), f"{path}.keepPrior", default=1, bounds=KEEP_PRIOR_RANGE
         )
         policy = self.deletion_policy(obj, f"{path}.deletionPolicy")
+        key_type = None
+        if obj.get("keyType") is not None:
+            key_type = self.string(obj, "keyType", f"{path}.keyType")
+        if key_type is not None and key_type not in KEY_TYPES:
+            self.problem(f"{path}.keyType", f"must be aes or aes256k, got {key_type!r}")
+            return None
         if (
             entity is None
             or caps is None
@@ -357,6 +364,7 @@ class SpecParser:
             retire_after=retire_after,
             keep_prior=keep_prior,
             deletion_policy="Delete" if policy == "Delete" else "Retain",
+            key_type=None if key_type is None else "aes256k" if key_type == "aes256k" else "aes",
         )
 
     def caps(self, value: Any, path: str) -> tuple[tuple[str, str], ...] | None:

@@ -99,14 +99,15 @@ class CephCluster:
     pids: dict[str, int] = field(default_factory=dict)
     user: str = "client.admin"
     release: int = 16
+    mon_releases: dict[str, int] = field(default_factory=dict)  # a mon upgraded on its own
     _procs: dict[str, subprocess.Popen[bytes]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
     # ----------------------------------------------------------------- addresses, CLI
-    def command(self, *argv: str) -> list[str]:
-        """``argv`` run with this cluster's release of the Ceph tools."""
-        chosen = ceph_release(self.release)
+    def command(self, *argv: str, release: int | None = None) -> list[str]:
+        """``argv`` run with this cluster's release of the Ceph tools (or ``release``'s)."""
+        chosen = ceph_release(release or self.release)
         if chosen.root is None:
             return [_tool(argv[0]), *argv[1:]]
         return chosen.command(argv, binds=[self.workdir])
@@ -175,7 +176,15 @@ class CephCluster:
         _require_free(v2, f"ceph mon.{mon_id} (msgr2)")
         _require_free(v1, f"ceph mon.{mon_id} (msgr1)")
         proc = spawn(
-            self.command("ceph-mon", "-f", "-i", mon_id, "-c", str(self.conf)),
+            self.command(
+                "ceph-mon",
+                "-f",
+                "-i",
+                mon_id,
+                "-c",
+                str(self.conf),
+                release=self.mon_releases.get(mon_id),
+            ),
             log=self.workdir / "log" / f"mon.{mon_id}.stdout",
             env=_clean_env(),
         )
@@ -183,8 +192,14 @@ class CephCluster:
         self.pids[mon_id] = proc.pid
         return proc
 
-    def start_mon(self, mon_id: str) -> None:
-        """(Re)start mon ``mon_id`` with its existing data; wait until it is back in quorum."""
+    def start_mon(self, mon_id: str, *, release: int | None = None) -> None:
+        """(Re)start mon ``mon_id`` with its existing data; wait until it is back in quorum.
+
+        ``release`` runs it from then on with that release's ``ceph-mon`` (an upgrade of this
+        one mon: its store is converted as in a real upgrade, there is no way back)."""
+        if release is not None and release != self.release:
+            ceph_release(release).ensure()
+            self.mon_releases[mon_id] = release
         if mon_id not in self.mon_ids:
             raise TestenvError(f"ceph: no mon {mon_id!r} in this cluster ({self.mon_ids})")
         if mon_id in self.pids and pid_alive(self.pids[mon_id]):
@@ -254,6 +269,7 @@ class CephCluster:
             "pids": dict(self.pids),
             "user": self.user,
             "release": self.release,
+            "mon_releases": dict(self.mon_releases),
         }
 
     @classmethod
@@ -268,6 +284,7 @@ class CephCluster:
             pids={str(m): int(p) for m, p in data.get("pids", {}).items()},
             user=str(data.get("user", "client.admin")),
             release=int(data.get("release", 16)),
+            mon_releases={str(m): int(r) for m, r in data.get("mon_releases", {}).items()},
         )
 
 

@@ -13,6 +13,7 @@ from vaultbridge.engine.ports import (
     CephxEntity,
     ConfigKey,
 )
+from vaultbridge.model.ceph_release import MonRelease
 from vaultbridge.model.sensitive import Sensitive
 
 
@@ -142,9 +143,16 @@ class MemoryCephx:
         self.version = version
         self.preferred_key_type = "aes"
         self.allowed_key_types: tuple[str, ...] = ("aes",)
+        self.mon_versions: tuple[tuple[int, int, int], ...] | None = None  # mixed: several
+        self.min_mon_release: int | None = None
 
-    def ceph_version(self) -> tuple[int, int, int]:
-        return self.version
+    def mon_release(self) -> MonRelease:
+        return MonRelease(
+            self.mon_versions or (self.version,),
+            self.min_mon_release,
+            self.preferred_key_type,
+            self.allowed_key_types,
+        )
 
     def get_entity(self, name: str) -> CephxEntity | None:
         self.faults.check("cephx.get_entity")
@@ -184,9 +192,6 @@ class MemoryCephx:
     def sessions(self, entity: str) -> list[str]:
         self.faults.check("cephx.sessions")
         return list(self.sessions_of.get(entity, []))
-
-    def key_types(self) -> tuple[str, tuple[str, ...]]:
-        return self.preferred_key_type, self.allowed_key_types
 
     def make_key(self, secret: bytes, created: int, key_type: str = "aes") -> Sensitive:
         prefix = "Ag" if key_type == "aes256k" else "AQ"
