@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import hvac
 import pytest
 from ceph_helpers import new_key
 from cephx_helpers import can_auth, cephx_spec, entities, new_entity, secret_cephx
@@ -29,7 +30,7 @@ from rotation_helpers import (
 )
 
 import vaultbridge.app as application
-from vaultbridge.ceph import CephConnection
+from vaultbridge.ceph import CephConnection, cephx_key_type, read_mon_release
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CredentialRef
@@ -541,3 +542,29 @@ def test_entity_outside_client_is_refused(api: k8s.ApiClient, ns: str) -> None:
     with pytest.raises(k8s.ApiException) as caught:
         create_cr(api, ns, "cred", cephx_spec("ceph/x", "osd.0"))
     assert caught.value.status == 422 and "entity" in str(caught.value.body)
+
+
+@pytest.mark.parametrize("key_type", ["aes", "aes256k"])
+def test_key_type_is_generated_or_refused_before_anything_changes(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App, key_type: str
+) -> None:
+    """``keyType`` the cluster allows: generated and verified. One it does not (aes256k before
+    Tentacle, aes on a new Tentacle cluster): refused in one line naming the release, with
+    Vault, Ceph and the Secret untouched."""
+    base, path = new_entity(), unique("ceph/keytype")
+    create_cr(api, ns, "cred", cephx_spec(path, base, keyType=key_type))
+    conn = CephConnection(str(testenv.ceph.conf), "client.admin", str(testenv.ceph.admin_keyring))
+    with conn:
+        release = read_mon_release(conn)
+    outcome = app.engine.rotate(CredentialRef(ns, "cred"))
+    if key_type in release.allowed_key_types:
+        assert outcome.result == "promoted", outcome.message
+        key = secret_cephx(api, ns)["userKey"]
+        assert cephx_key_type(key) == key_type
+        assert can_auth(testenv, f"{base}.1", key)
+        return
+    assert outcome.reason == "KeyTypeNotAllowed" and slow_retry(outcome), outcome
+    assert release.describe() in outcome.message and "\n" not in outcome.message
+    assert entities(testenv, base) == [] and read_secret(api, ns, "cred") is None
+    with pytest.raises(hvac.exceptions.InvalidPath):  # nothing was written to Vault
+        vault(testenv).secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")
