@@ -15,11 +15,12 @@ import subprocess
 import tempfile
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vaultbridge.testenv.common import TestenvError
-from vaultbridge.testenv.env import start
+from vaultbridge.testenv.env import Environment, start
 from vaultbridge.testenv.kube import find_binaries, repo_root
 from vaultbridge.testenv.releases import INSIDE, release
 
@@ -49,35 +50,46 @@ class SuiteRun:
         return lines[-1] if lines else "(no output)"
 
 
-def run_suites(major: int, suites: list[str], *, mons: int = 3) -> SuiteRun:
-    """Run ``suites`` (paths relative to the checkout) against mons of release ``major`` from
-    inside its root filesystem; the environment is stopped afterwards."""
+def run_inside(
+    major: int, env: Environment, args: Sequence[str], *, timeout: float = SUITE_TIMEOUT
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``python args...`` inside release ``major``'s root filesystem, on its Python with the
+    project's requirements, from the checkout, reusing the running ``env`` (its mons must be of
+    that release). Returns the finished process and the Python it ran."""
     chosen = release(major)
     repo = repo_root()
     if repo is None:
-        raise TestenvError("the release matrix runs the suites of a checkout; none found")
+        raise TestenvError("running inside a release's root needs a checkout; none found")
     python = chosen.python_for(requirements(repo), repo)
+    with tempfile.TemporaryDirectory(prefix="vaultbridge-inside-") as state:
+        (Path(state) / "state.json").write_text(json.dumps(env.to_dict()))
+        binds = [repo, env.workdir, Path(state), find_binaries()]
+        done = subprocess.run(
+            chosen.command([python, *args], binds=binds, cwd=repo),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={
+                **os.environ,
+                "VAULTBRIDGE_TESTENV_REUSE": "1",
+                "VAULTBRIDGE_TESTENV_STATE": state,
+                INSIDE: str(major),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            },
+        )
+    return done, python
+
+
+def run_suites(major: int, suites: list[str], *, mons: int = 3) -> SuiteRun:
+    """Run ``suites`` (paths relative to the checkout) against mons of release ``major`` from
+    inside its root filesystem; the environment is stopped afterwards."""
     began = time.monotonic()
     env = start(mons=mons, ceph=major)
     try:
-        with tempfile.TemporaryDirectory(prefix="vaultbridge-matrix-") as state:
-            (Path(state) / "state.json").write_text(json.dumps(env.to_dict()))
-            binds = [repo, env.workdir, Path(state), find_binaries()]
-            argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites]
-            done = subprocess.run(
-                chosen.command(argv, binds=binds, cwd=repo),
-                capture_output=True,
-                text=True,
-                timeout=SUITE_TIMEOUT,
-                check=False,
-                env={
-                    **os.environ,
-                    "VAULTBRIDGE_TESTENV_REUSE": "1",
-                    "VAULTBRIDGE_TESTENV_STATE": state,
-                    INSIDE: str(major),
-                    "PYTHONDONTWRITEBYTECODE": "1",
-                },
-            )
+        done, python = run_inside(
+            major, env, ["-m", "pytest", "-q", "-p", "no:cacheprovider", *suites]
+        )
     finally:
         env.stop()
     return SuiteRun(
