@@ -5,12 +5,12 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ceph-mon ceph-common python3-rados openssl mmdebstrap
+APT_PACKAGES := ceph-mon ceph-common python3-rados openssl mmdebstrap gcc libc6-dev binutils
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 RADOS_SO := $(shell ls /usr/lib/python3/dist-packages/rados.cpython-311-*.so 2>/dev/null | head -1)
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv bins demo test unit lint bench clean testenv-up testenv-down
+.PHONY: setup apt venv bins demo test unit lint bench image clean testenv-up testenv-down
 
 setup: apt venv bins
 
@@ -62,6 +62,10 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# OCI archives of the vaultbridge, pause, openbao and consumer images, cached by content
+image: setup
+	$(BIN)/python -m vaultbridge.testenv.images
 
 testenv-up: setup
 	testenv/up

@@ -13,28 +13,51 @@ from vaultbridge.kube.client import KubeClient
 from vaultbridge.vault.client import VaultClient
 
 
-def _wrapped(counts: Counter[str], label: str, original: Callable[..., Any]) -> Callable[..., Any]:
+class Wire(Counter[str]):
+    """Requests per kind, and the last ones in order (``trail``: what each was)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trail: list[str] = []
+
+    def note(self, kind: str, what: str) -> None:
+        self[kind] += 1
+        self.trail.append(what)
+        del self.trail[:-200]
+
+
+def _what(label: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    if label == "kubernetes":  # (Operation, method, path, ...)
+        op = args[0]
+        return f"kubernetes {args[1]} {getattr(op, 'resource', '?')}"
+    if label == "vault":
+        return f"vault {kwargs.get('op', '?')}"
+    cmd = args[0] if args else kwargs.get("cmd", {})
+    return f"ceph {cmd.get('prefix', '?') if isinstance(cmd, dict) else '?'}"
+
+
+def _wrapped(wire: Wire, label: str, original: Callable[..., Any]) -> Callable[..., Any]:
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        counts[label] += 1
+        wire.note(label, _what(label, args, kwargs))
         return original(self, *args, **kwargs)
 
     return call
 
 
-def _connect(counts: Counter[str], original: Callable[..., Any]) -> Callable[..., Any]:
+def _connect(wire: Wire, original: Callable[..., Any]) -> Callable[..., Any]:
     def call(self: CephConnection, *args: Any, **kwargs: Any) -> Any:
         if self._handle is None:
-            counts["ceph connections"] += 1
+            wire.note("ceph connections", f"ceph connect as {self.user}")
         return original(self, *args, **kwargs)
 
     return call
 
 
 @contextmanager
-def counted() -> Iterator[Counter[str]]:
+def counted() -> Iterator[Wire]:
     """Count Kubernetes requests, Vault requests, mon commands and new librados connections
     made inside the block (every thread)."""
-    counts: Counter[str] = Counter()
+    counts = Wire()
     patches: list[tuple[type, str, Any]] = [
         (KubeClient, "request", _wrapped(counts, "kubernetes", KubeClient.request)),
         (VaultClient, "call", _wrapped(counts, "vault", VaultClient.call)),

@@ -202,6 +202,42 @@ def test_a_pending_key_nobody_used_is_committed_after_retire_after(
     assert "KeyCommitted" in [e["reason"] for e in settled_events(app, api, ns, "cred")]
 
 
+def test_a_rotation_within_retire_after_commits_the_previous_key_and_stages_a_new_one(
+    testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
+) -> None:
+    """Ceph holds one pending key per entity and hands the same one out again: a second
+    rotation before the first one's key was used or committed must still change the key. It
+    commits the promoted one first; a pending key vaultbridge did not write is refused."""
+    if testenv.ceph.release < 18:
+        pytest.skip("Pacific has no pending keys")
+    base, path = new_entity(), unique("ceph/twice")
+    create_cr(api, ns, "cred", cephx_spec(path, base, strategy="in-place", retireAfter="1h"))
+    ref = CredentialRef(ns, "cred")
+    assert app.engine.rotate(ref).result == "promoted"
+    keys = []
+    for _ in range(2):
+        outcome = app.engine.rotate(ref)
+        assert outcome.result == "promoted", outcome.message
+        keys.append(secret_cephx(api, ns)["userKey"])
+    assert keys[0] != keys[1]
+    store = app.engine.cephx
+    assert store is not None
+    live = store.get_entity(base)
+    assert live is not None and live.pending_key is not None
+    assert (live.key.reveal(), live.pending_key.reveal()) == (keys[0], keys[1])
+
+    store.commit_pending(base)
+    foreign = store.get_or_create_pending(base)  # staged by someone else
+    before = vault(testenv).secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")
+    refused = app.engine.rotate(ref)
+    assert refused.reason == "PendingKeyExists" and slow_retry(refused), refused
+    after = vault(testenv).secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")
+    assert after["data"]["current_version"] == before["data"]["current_version"]
+    live = store.get_entity(base)
+    assert live is not None and live.pending_key == foreign and live.key.reveal() == keys[1]
+    assert foreign.reveal() not in refused.message
+
+
 def test_verification_failure_rolls_back_and_keeps_the_old_generation(
     testenv: Environment, api: k8s.ApiClient, ns: str, app: application.App
 ) -> None:

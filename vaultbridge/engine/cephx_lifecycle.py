@@ -71,19 +71,42 @@ class CephxLifecycle:
         self, spec: CredentialSpec, existing: Mapping[str, Sensitive], vault: VaultStore
     ) -> dict[str, Sensitive]:
         assert spec.source is not None
-        return {**existing, spec.source.field: self.new_key(spec)}
+        return {**existing, spec.source.field: self.new_key(spec, existing.get(spec.source.field))}
 
-    def new_key(self, spec: CredentialSpec) -> Sensitive:
-        """A fresh cephx key: 16 bytes from Vault's RNG, or Ceph's pending key (in-place, >= 17)."""
+    def new_key(self, spec: CredentialSpec, current: Sensitive | None = None) -> Sensitive:
+        """A fresh cephx key: 16 or 32 bytes from Vault's RNG, or Ceph's pending key (in-place,
+        >= 17.2.6). ``current``: the key of Vault's latest version."""
         store = self.cephx()
         driver = self.driver(spec)
         entity = _target(spec).entity
         key_type = key_type_for(_target(spec), store.mon_release())  # refused before any write
-        if driver.mode == "pending" and store.get_entity(entity) is not None:
+        found = store.get_entity(entity) if driver.mode == "pending" else None
+        if found is not None:
+            if found.pending_key is not None:
+                self._commit_before_restaging(entity, found.pending_key, current)
             return store.get_or_create_pending(entity)
         created = int(self.runtime.clock().timestamp())
         secret = self.vault().random_bytes(KEY_SECRET_BYTES[key_type])
         return store.make_key(secret, created, key_type)
+
+    def _commit_before_restaging(
+        self, entity: str, pending: Sensitive, current: Sensitive | None
+    ) -> None:
+        """A rotation within ``retireAfter`` of the previous one: Ceph holds one pending key,
+        and asking again would return the same one. The previous rotation's key (Vault's
+        latest version, promoted) is committed first; a pending key vaultbridge did not write
+        is refused, never committed or cleared."""
+        if pending != current:
+            raise PreconditionError(
+                "PendingKeyExists",
+                f"{entity} has a pending key that is not Vault's latest version (staged by "
+                "someone else); clear it with `ceph auth clear-pending` or commit it, then retry",
+                transient=False,
+            )
+        PendingKeySwap(self.cephx(), entity).commit()
+        log.info(
+            "%s: committed the previous rotation's pending key before staging a new one", entity
+        )
 
     def adopt(self, credential: CredentialObject) -> tuple[int, str] | None:
         """Adopt an existing, unmanaged entity: its key becomes Vault version 1, Ceph unchanged.
