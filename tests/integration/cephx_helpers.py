@@ -41,9 +41,12 @@ def secret_cephx(api: k8s.ApiClient, ns: str, name: str = "cred") -> dict[str, s
 
 def can_auth(env: Environment, entity: str, key: str, timeout: float = 3.0) -> bool:
     """A fresh librados connection as ``entity`` with ``key``: does `mon stat` work?"""
-    conn = CephConnection(
-        str(env.ceph.conf), entity, keyring="", timeout=timeout, key=Sensitive(key), quiet=True
-    )
+    return authenticates(str(env.ceph.conf), entity, key, timeout)
+
+
+def authenticates(conf: str, entity: str, key: str, timeout: float = 3.0) -> bool:
+    """:func:`can_auth` against the cluster of ``conf``."""
+    conn = CephConnection(conf, entity, keyring="", timeout=timeout, key=Sensitive(key), quiet=True)
     try:
         conn.mon_command({"prefix": "mon stat"})
         return True

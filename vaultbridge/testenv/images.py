@@ -31,7 +31,7 @@ from pathlib import Path
 
 from vaultbridge.testenv.common import TestenvError
 from vaultbridge.testenv.kube import repo_root
-from vaultbridge.testenv.oci import ImageConfig, write_archive
+from vaultbridge.testenv.oci import ImageConfig, sha256_file, write_archive
 from vaultbridge.testenv.releases import BUILD_TIMEOUT, MIRROR, cache_root
 
 REGISTRY = "vaultbridge.test"
@@ -284,7 +284,7 @@ def bao_binary() -> Path:
 
 def openbao_image() -> Image:
     binary = bao_binary()
-    key = _key("openbao", _file_digest(binary))
+    key = _key("openbao", sha256_file(binary))
 
     def build(out: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="vaultbridge-openbao-") as tmp:
@@ -307,14 +307,6 @@ def consumer_image() -> Image:
             write_archive(out, f"{REGISTRY}/consumer:{key}", [layer], config)
 
     return _cached("consumer", key, build)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def all_images(checkout: Path | None = None) -> list[Image]:

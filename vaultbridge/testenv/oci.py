@@ -56,7 +56,7 @@ class ImageConfig:
         }
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -75,7 +75,7 @@ def write_archive(out: Path, ref: str, layers: Sequence[Path], config: ImageConf
     """Write the OCI layout archive for image ``ref`` (``registry/name:tag``) to ``out``."""
     descriptors: list[dict[str, Any]] = []
     for layer in layers:
-        digest = _sha256(layer)
+        digest = sha256_file(layer)
         descriptors.append(
             {"mediaType": LAYER, "digest": f"sha256:{digest}", "size": layer.stat().st_size}
         )
