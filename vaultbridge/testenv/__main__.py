@@ -32,16 +32,26 @@ def main() -> None:
     help="Ceph release of the mons: 16 Pacific (the machine's packages), 18 Reef or 20 "
     "Tentacle (a Debian root filesystem, built once into ~/.cache/vaultbridge/rootfs).",
 )
-def up(mons: int, release: str) -> None:
+@click.option(
+    "--node",
+    is_flag=True,
+    help="Also run a real node: containerd + runc, kubelet and kube-scheduler, with the "
+    "images of `make image` imported (built first when missing). Pods use the host network.",
+)
+def up(mons: int, release: str, node: bool) -> None:
     """Start everything and write .testenv/env.sh (source it to use the servers)."""
     try:
-        env = testenv.up(mons=mons, ceph=int(release))
+        env = testenv.up(mons=mons, ceph=int(release), node=node)
     except TestenvError as exc:
         click.echo(f"testenv/up: {exc}", err=True)
         sys.exit(1)
     click.echo(f"OpenBao     {env.vault.addr}  (pid {env.vault.pid})")
     click.echo(f"Ceph {env.ceph.release}     {len(env.ceph.mon_ids)} mon(s), conf {env.ceph.conf}")
     click.echo(f"Kubernetes  {env.kube.server}  kubeconfig {env.kube.kubeconfig}")
+    if env.node is not None:
+        click.echo(
+            f"Node        {env.node.name}: Ready, images {', '.join(env.node.images.values())}"
+        )
     click.echo(f"ready in {env.started_seconds:.1f} s; now: . {testenv.default_state_dir()}/env.sh")
 
 

@@ -25,7 +25,9 @@ from typing import Any
 from vaultbridge.testenv.bao import OpenBaoServer, start_openbao
 from vaultbridge.testenv.ceph import CephCluster, start_ceph
 from vaultbridge.testenv.common import TestenvError, pid_alive, processes_mentioning, sweep
+from vaultbridge.testenv.images import all_images
 from vaultbridge.testenv.kube import KubeCluster, find_binaries, repo_root, start_kube
+from vaultbridge.testenv.node import Node, start_node
 
 
 def default_state_dir() -> Path:
@@ -45,6 +47,7 @@ class Environment:
     ceph: CephCluster
     kube: KubeCluster
     started_seconds: float = 0.0
+    node: Node | None = None  # testenv --node: containerd, kubelet and kube-scheduler
 
     def variables(self) -> dict[str, str]:
         """The settings vaultbridge and the CLIs need to reach the three servers."""
@@ -81,11 +84,16 @@ class Environment:
     def healthy(self) -> bool:
         # mons may have been restarted by a test (new pids): count them by their data folder
         pids = [self.vault.pid, *self.kube.pids.values()]
+        if self.node is not None:
+            pids += [self.node.pids[n] for n in ("containerd", "kubelet") if n in self.node.pids]
         mons = processes_mentioning(str(self.ceph.conf))
         return all(pid_alive(pid) for pid in pids) and len(mons) >= len(self.ceph.mon_ids)
 
     def stop(self) -> None:
-        for stopper in (self.kube.stop, self.ceph.stop, self.vault.stop):
+        stoppers = [self.kube.stop, self.ceph.stop, self.vault.stop]
+        if self.node is not None:
+            stoppers.insert(0, self.node.stop)  # Pods first, while the API server still runs
+        for stopper in stoppers:
             try:
                 stopper()
             except Exception as exc:  # keep stopping the others
@@ -100,6 +108,7 @@ class Environment:
             "ceph": self.ceph.to_dict(),
             "kube": self.kube.to_dict(),
             "started_seconds": self.started_seconds,
+            "node": self.node.to_dict() if self.node is not None else None,
         }
 
     @classmethod
@@ -110,6 +119,7 @@ class Environment:
             ceph=CephCluster.from_dict(data["ceph"]),
             kube=KubeCluster.from_dict(data["kube"]),
             started_seconds=float(data.get("started_seconds", 0.0)),
+            node=Node.from_dict(data["node"]) if data.get("node") else None,
         )
 
 
@@ -127,22 +137,28 @@ def _retrying(start_one: Callable[..., Any], folder: Path, *args: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-def start(mons: int = 1, workdir: Path | None = None, *, ceph: int = 16) -> Environment:
+def start(
+    mons: int = 1, workdir: Path | None = None, *, ceph: int = 16, node: bool = False
+) -> Environment:
     """Start OpenBao, ``mons`` Ceph monitors of release ``ceph`` and the Kubernetes API, in
-    parallel."""
+    parallel; with ``node``, then a real node (``vaultbridge.testenv.node``), its images built
+    first when missing."""
     if mons < 1:
         raise TestenvError(f"--mons must be at least 1, got {mons}")
     began = time.monotonic()
     bindir = find_binaries()  # before anything starts: a failed build leaves nothing running
     workdir = workdir or Path(tempfile.mkdtemp(prefix="vaultbridge-testenv-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    images = all_images() if node else None  # before anything starts, like the binaries
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="testenv") as pool:
         futures: dict[str, Future[Any]] = {
             "vault": pool.submit(_retrying, start_openbao, workdir / "openbao"),
             "ceph": pool.submit(
                 _retrying, functools.partial(start_ceph, release=ceph), workdir / "ceph", mons
             ),
-            "kube": pool.submit(_retrying, start_kube, workdir / "kube", bindir),
+            "kube": pool.submit(
+                _retrying, functools.partial(start_kube, node=node), workdir / "kube", bindir
+            ),
         }
         started: dict[str, Any] = {}
         errors: list[str] = []
@@ -156,16 +172,25 @@ def start(mons: int = 1, workdir: Path | None = None, *, ceph: int = 16) -> Envi
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         raise TestenvError("could not start the test environment:\n  " + "\n  ".join(errors))
-    return Environment(
+    env = Environment(
         workdir=workdir,
         vault=started["vault"],
         ceph=started["ceph"],
         kube=started["kube"],
-        started_seconds=time.monotonic() - began,
     )
+    if images is not None:
+        try:
+            env.node = start_node(env.kube, images)
+        except BaseException:
+            env.stop()
+            raise
+    env.started_seconds = time.monotonic() - began
+    return env
 
 
-def up(mons: int = 1, state_dir: Path | None = None, *, ceph: int = 16) -> Environment:
+def up(
+    mons: int = 1, state_dir: Path | None = None, *, ceph: int = 16, node: bool = False
+) -> Environment:
     """Start the environment and record it in ``state_dir`` (``.testenv/``)."""
     state_dir = state_dir or default_state_dir()
     existing = load(state_dir)
@@ -176,7 +201,7 @@ def up(mons: int = 1, state_dir: Path | None = None, *, ceph: int = 16) -> Envir
                 "run testenv/down first"
             )
         existing.stop()
-    env = start(mons=mons, ceph=ceph)
+    env = start(mons=mons, ceph=ceph, node=node)
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "state.json").write_text(json.dumps(env.to_dict(), indent=2))
     (state_dir / "env.sh").write_text(env.env_sh())

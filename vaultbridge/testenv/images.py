@@ -179,15 +179,18 @@ def vaultbridge_image(checkout: Path | None = None) -> Image:
                 "pip wheel (the project)",
             )
             layer = Path(tmp) / "root.tar"
-            ca = Path(HOST_CA)
+            bundle = "/etc/ssl/certs/ca-certificates.crt"
             hooks = [
                 f"copy-in {wheels} /tmp",
-                *([f"copy-in {ca} /tmp"] if ca.exists() else []),
+                # pip trusts the system store: the machine's bundle (its proxy's CA) for the
+                # install only, then the image's own again
+                f'cp "$1"{bundle} "$1"/tmp/own-ca.crt && cp {HOST_CA} "$1"{bundle}',
                 'chroot "$1" python3 -m venv --system-site-packages /opt/vaultbridge',
-                'chroot "$1" env PIP_CERT=/tmp/ca-certificates.crt /opt/vaultbridge/bin/pip '
-                "install --quiet --no-cache-dir /tmp/wheels/" + "vaultbridge-*.whl",
+                'chroot "$1" sh -c "/opt/vaultbridge/bin/pip install --quiet --no-cache-dir '
+                '/tmp/wheels/*.whl"',
+                f'mv "$1"/tmp/own-ca.crt "$1"{bundle}',
                 'chroot "$1" /opt/vaultbridge/bin/python -c "import rados, vaultbridge.cli"',
-                'rm -rf "$1"/tmp/wheels "$1"/tmp/ca-certificates.crt',
+                'rm -rf "$1"/tmp/wheels',
                 f"echo '{PASSWD_LINE.strip()}' >> \"$1\"/etc/passwd",
             ]
             _mmdebstrap(VAULTBRIDGE_SUITE, VAULTBRIDGE_PACKAGES, layer, hooks)

@@ -29,7 +29,15 @@ from vaultbridge.testenv.common import (
     wait_until,
 )
 
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "helm",
+    "kubelet",
+    "kube-scheduler",
+)
 PACKAGE = Path(__file__).resolve().parents[1]
 CRD_MANIFESTS = (
     PACKAGE / "crds" / "credentialrotations.yaml",
@@ -40,6 +48,11 @@ CONTROLLERS = (
     "namespace-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
+)
+NODE_CONTROLLERS = (  # what Deployments on the test node need besides (testenv --node)
+    "deployment-controller",
+    "replicaset-controller",
+    "root-ca-certificate-publisher-controller",
 )
 
 
@@ -223,7 +236,13 @@ class KubeCluster:
             return int(exc.code), exc.read()
 
     def request(
-        self, method: str, path: str, body: Any = None, timeout: float = 5.0
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout: float = 5.0,
+        *,
+        content_type: str = "application/json",
     ) -> tuple[int, bytes]:
         """A request on the apiserver as the admin user, JSON in and out."""
         data = json.dumps(body).encode() if body is not None else None
@@ -231,7 +250,7 @@ class KubeCluster:
             self.server + path,
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": content_type},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout, context=self._ssl()) as resp:  # noqa: S310
@@ -292,8 +311,12 @@ class KubeCluster:
         )
 
 
-def start_kube(workdir: Path, bindir: Path | None = None, timeout: float = 90.0) -> KubeCluster:
-    """Start etcd, kube-apiserver and kube-controller-manager; return once all three answer."""
+def start_kube(
+    workdir: Path, bindir: Path | None = None, timeout: float = 90.0, *, node: bool = False
+) -> KubeCluster:
+    """Start etcd, kube-apiserver and kube-controller-manager; return once all three answer.
+
+    ``node``: also run the controllers a real node's Deployments need (``NODE_CONTROLLERS``)."""
     bindir = bindir or find_binaries()
     missing = [name for name in BINARIES[:3] if not os.access(bindir / name, os.X_OK)]
     if missing:
@@ -323,7 +346,10 @@ def start_kube(workdir: Path, bindir: Path | None = None, timeout: float = 90.0)
         # start and only every 30 s after, so owners of these kinds are watched from the outset
         for manifest in CRD_MANIFESTS:
             cluster.install_crds(manifest)
-        _start_controller_manager(cluster, kcm_port, logs / "kube-controller-manager.log", timeout)
+        controllers = CONTROLLERS + (NODE_CONTROLLERS if node else ())
+        _start_controller_manager(
+            cluster, kcm_port, logs / "kube-controller-manager.log", timeout, controllers
+        )
     except BaseException:
         cluster.stop()
         raise
@@ -382,6 +408,11 @@ def _start_apiserver(
             # kube-proxy, no node network) and every client here is given https://127.0.0.1
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
+            # logs/exec reach a kubelet by the node's hostname (127.0.0.1 here), never by the
+            # InternalIP the kubelet detects from eth0 (the network rule)
+            "--kubelet-preferred-address-types=Hostname",
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
             "--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount",
             "--profiling=false",
             "--v=1",
@@ -398,7 +429,9 @@ def _start_apiserver(
     )
 
 
-def _start_controller_manager(cluster: KubeCluster, port: int, log: Path, timeout: float) -> None:
+def _start_controller_manager(
+    cluster: KubeCluster, port: int, log: Path, timeout: float, controllers: tuple[str, ...]
+) -> None:
     pki = cluster.workdir / "pki"
     kubeconfig = str(cluster.kubeconfig)
     proc = spawn(
@@ -407,7 +440,7 @@ def _start_controller_manager(cluster: KubeCluster, port: int, log: Path, timeou
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(controllers)}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             "--leader-elect=false",
