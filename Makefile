@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ceph-mon ceph-common python3-rados openssl mmdebstrap gcc libc6-dev binutils
+APT_PACKAGES := ceph-mon ceph-common python3-rados openssl mmdebstrap gcc libc6-dev binutils \
+  containerd runc containernetworking-plugins
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 RADOS_SO := $(shell ls /usr/lib/python3/dist-packages/rados.cpython-311-*.so 2>/dev/null | head -1)
 PYTEST_ARGS ?=
