@@ -15,8 +15,9 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from vaultbridge.testenv.common import TestenvError
 from vaultbridge.testenv.env import Environment, start
-from vaultbridge.testenv.node import OUTSIDE_ROOT, Node
+from vaultbridge.testenv.node import OUTSIDE_ROOT, Node, wait_for_pod
 from vaultbridge.testenv.releases import INSIDE
 
 pytestmark = [
@@ -136,6 +137,33 @@ def test_a_mounted_secret_follows_its_updates(
     )
     assert all(d > 0 for d in delays)
     core.delete_namespace(ns)
+
+
+def test_an_image_not_in_the_node_s_store_fails_at_once_and_names_it(
+    node_env: Environment, core: k8s.CoreV1Api
+) -> None:
+    """No registry is reachable: a Pod of an image ``make image`` did not build must fail with
+    a clear reason, never hang until a timeout."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "missing-image"},
+        "spec": {
+            "hostNetwork": True,
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "c", "image": "vaultbridge.test/absent:0", "imagePullPolicy": "Never"}
+            ],
+        },
+    }
+    core.create_namespaced_pod("default", pod)
+    began = time.monotonic()
+    with pytest.raises(TestenvError) as failed:
+        wait_for_pod(node_env.kube, "default", "missing-image", until="Ready", timeout=120)
+    assert time.monotonic() - began < 60
+    assert "vaultbridge.test/absent:0" in str(failed.value)
+    assert "ErrImageNeverPull" in str(failed.value) and "make image" in str(failed.value)
+    core.delete_namespaced_pod("missing-image", "default")
 
 
 def test_stopping_the_node_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -387,13 +387,53 @@ def _probe(node: Node, kube: KubeCluster) -> None:
         },
     }
     kube.request("POST", "/api/v1/namespaces/default/pods", pod)
-
-    def done() -> bool:
-        status, body = kube.get(f"/api/v1/namespaces/default/pods/{name}")
-        phase = json.loads(body).get("status", {}).get("phase") if status == 200 else None
-        if phase == "Failed":
-            raise TestenvError(f"node: the probe Pod failed: {body.decode()[-800:]}")
-        return phase == "Succeeded"
-
-    wait_until(done, what="the node's probe Pod to run to completion", timeout=READY_TIMEOUT)
+    wait_for_pod(kube, "default", name, until="Succeeded")
     kube.request("DELETE", f"/api/v1/namespaces/default/pods/{name}", None)
+
+
+STUCK = {  # a container waiting for one of these will not start by itself: fail at once
+    "ErrImageNeverPull": "not in the node's store (make image, then testenv/up --node)",
+    "ErrImagePull": "the image cannot be pulled (no registry is reachable here)",
+    "ImagePullBackOff": "the image cannot be pulled (no registry is reachable here)",
+    "InvalidImageName": "the image name is invalid",
+    "CreateContainerConfigError": "the container's configuration is wrong",
+    "CreateContainerError": "the runtime could not create the container",
+    "CrashLoopBackOff": "the container keeps exiting",
+}
+
+
+def wait_for_pod(
+    kube: KubeCluster, namespace: str, name: str, *, until: str, timeout: float = READY_TIMEOUT
+) -> dict[str, Any]:
+    """Wait until Pod ``namespace/name`` is ``until`` (``Succeeded`` or ``Ready``) and return
+    it. A Pod that cannot get there by itself (its image is not in the node's store, a crash
+    loop, a failure) is reported at once, naming the container, its image and the reason."""
+    deadline = time.monotonic() + timeout
+    last = "not created yet"
+    while time.monotonic() < deadline:
+        status, body = kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+        if status == 200:
+            pod = json.loads(body)
+            state = pod.get("status", {})
+            phase = state.get("phase", "")
+            images = {c["name"]: c.get("image", "") for c in pod["spec"].get("containers", [])}
+            for container in state.get("containerStatuses", []) or []:
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                reason = waiting.get("reason", "")
+                if reason in STUCK:
+                    raise TestenvError(
+                        f"Pod {namespace}/{name}: container {container['name']} "
+                        f"({images.get(container['name'], '?')}): {reason}: {STUCK[reason]}"
+                    )
+            if phase == "Failed":
+                ended = [
+                    f"{c['name']}: {((c.get('state') or {}).get('terminated') or {}).get('reason')}"
+                    for c in state.get("containerStatuses", []) or []
+                ]
+                raise TestenvError(f"Pod {namespace}/{name} failed ({', '.join(ended)})")
+            conditions = {c["type"]: c["status"] for c in state.get("conditions", []) or []}
+            if phase == until or (until == "Ready" and conditions.get("Ready") == "True"):
+                return dict(pod)
+            last = f"phase {phase or '?'}"
+        time.sleep(0.25)
+    raise TestenvError(f"Pod {namespace}/{name} not {until} after {timeout:.0f} s ({last})")
