@@ -93,6 +93,10 @@ class CephSettings(BaseModel):
 class HttpSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     bind: str = "0.0.0.0"  # noqa: S104 - a controller Pod serves metrics to the cluster
+    # share bind:port with other processes of the same user (host-network Pods on one node)
+    reuse_port: bool = False
+    # also serve the same endpoints on this Unix socket: a probe that reaches this process only
+    socket: Path | None = None
 
 
 class TriggerSettings(BaseModel):

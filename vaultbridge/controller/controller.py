@@ -131,6 +131,8 @@ class Controller:
             http.bind,
             http.port,
             routes(self.metrics, self.leadership, self.triggers, self.watches.ok),
+            reuse_port=http.reuse_port,
+            socket_path=str(http.socket) if http.socket is not None else None,
         )
         self.http.start()
         elector = self.leadership.elector

@@ -19,7 +19,8 @@ def routes(
             problems.append("leader election loop is not running")
         for backend, ok in sorted(metrics.backend_health().items()):
             if not ok:
-                problems.append(f"{backend}: last request failed")
+                reason = metrics.backend_failure(backend) or "last request failed"
+                problems.append(f"{backend}: {reason}")
         if leadership.leading.is_set():
             problems += [f"{w} watch failing" for w, ok in watches_ok.items() if not ok]
         role = "leader" if leadership.leading_now() else "standby"

@@ -8,8 +8,11 @@ No request body, header or token is ever logged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import socketserver
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,27 +132,60 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], routes: Routes) -> None:
+    def __init__(self, address: tuple[str, int], routes: Routes, reuse_port: bool) -> None:
         self.routes = routes
+        self.allow_reuse_port = reuse_port
         super().__init__(address, _Handler)
 
 
-class HttpServer:
-    """Serves ``routes`` on ``bind:port`` in a background thread (port 0: any free port)."""
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
 
-    def __init__(self, bind: str, port: int, routes: Routes) -> None:
-        self._server = _Server((bind, port), routes)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="vaultbridge-http", daemon=True
-        )
+    def __init__(self, path: str, routes: Routes) -> None:
+        self.routes = routes
+        if os.path.exists(path):  # a previous run's socket in the same Pod's volume
+            os.unlink(path)
+        super().__init__(path, _Handler)
+        os.chmod(path, 0o660)
+
+
+class HttpServer:
+    """Serves ``routes`` on ``bind:port`` in a background thread (port 0: any free port), and
+    on the Unix socket ``socket_path`` when given. ``reuse_port`` lets processes of the same
+    user share the port (host-network Pods on one node); the socket then still reaches this
+    process alone, which is what its probes need."""
+
+    def __init__(
+        self,
+        bind: str,
+        port: int,
+        routes: Routes,
+        *,
+        reuse_port: bool = False,
+        socket_path: str | None = None,
+    ) -> None:
+        servers: list[socketserver.BaseServer] = [_Server((bind, port), routes, reuse_port)]
+        if socket_path is not None:
+            servers.append(_UnixServer(socket_path, routes))
+        self._servers = servers
+        self._threads = [
+            threading.Thread(target=s.serve_forever, name="vaultbridge-http", daemon=True)
+            for s in servers
+        ]
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._servers[0].server_address[1])  # type: ignore[index]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        for server, thread in zip(self._servers, self._threads, strict=True):
+            if thread.is_alive():  # shutdown() waits for a serve_forever() that never ran
+                server.shutdown()
+            server.server_close()
+        for server in self._servers[1:]:
+            with contextlib.suppress(OSError):
+                os.unlink(str(server.server_address))

@@ -145,12 +145,14 @@ class Metrics:
         )
         self._backend_ok: dict[str, float] = {}
         self._backend_failed: dict[str, float] = {}
+        self._backend_reason: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def track_credentials(self, samples: Callable[[], Iterable[CredentialSample]]) -> None:
         self.registry.register(_CredentialCollector(samples))
 
-    def backend_call(self, backend: str, ok: bool) -> None:
+    def backend_call(self, backend: str, ok: bool, reason: str = "") -> None:
+        """Count a request; ``reason``: a failure's (secret-free, translated) error text."""
         self.backend_requests.labels(backend).inc()
         now = time.monotonic()
         with self._lock:
@@ -159,6 +161,7 @@ class Metrics:
             else:
                 self.backend_errors.labels(backend).inc()
                 self._backend_failed[backend] = now
+                self._backend_reason[backend] = reason[:300]
 
     def backend_health(self) -> dict[str, bool]:
         """Per backend: False when its latest request failed."""
@@ -168,6 +171,11 @@ class Metrics:
                 name: self._backend_failed.get(name, -1.0) <= self._backend_ok.get(name, -1.0)
                 for name in names
             }
+
+    def backend_failure(self, backend: str) -> str:
+        """Why the latest failed request of ``backend`` failed ("" when none did)."""
+        with self._lock:
+            return self._backend_reason.get(backend, "")
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -199,7 +207,7 @@ class _Counting:
             try:
                 result = attr(*args, **kwargs)
             except failure as exc:
-                metrics.backend_call(backend, not bool(getattr(exc, "transient", True)))
+                metrics.backend_call(backend, not bool(getattr(exc, "transient", True)), str(exc))
                 raise
             metrics.backend_call(backend, True)
             return result

@@ -5,25 +5,19 @@ Secret follows its updates; stopping leaves no process, mount, cgroup or folder 
 from __future__ import annotations
 
 import base64
-import os
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+from node_helpers import node_of
 
 from vaultbridge.testenv.common import TestenvError
 from vaultbridge.testenv.env import Environment, start
-from vaultbridge.testenv.node import OUTSIDE_ROOT, Node, wait_for_pod
-from vaultbridge.testenv.releases import INSIDE
+from vaultbridge.testenv.node import OUTSIDE_ROOT, wait_for_pod
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(bool(os.environ.get(INSIDE)), reason="the node runs on the machine"),
-]
+pytestmark = pytest.mark.integration
 
 WATCHER = """
 import sys, time
@@ -40,27 +34,6 @@ while True:
             f.write(f"{time.time()} {value}\\n")
     time.sleep(0.05)
 """
-
-
-@pytest.fixture(scope="module")
-def node_env() -> Iterator[Environment]:
-    env = start(mons=1, node=True)
-    try:
-        yield env
-    finally:
-        env.stop()
-
-
-@pytest.fixture(scope="module")
-def core(node_env: Environment) -> k8s.CoreV1Api:
-    return k8s.CoreV1Api(
-        k8s_config.new_client_from_config(config_file=str(node_env.kube.kubeconfig))
-    )
-
-
-def node_of(env: Environment) -> Node:
-    assert env.node is not None
-    return env.node
 
 
 def test_the_node_is_ready_and_runs_host_network_pods(
