@@ -71,6 +71,33 @@ def test_queue_min_interval_and_delay() -> None:
     assert got is not None and got.key == "b"
 
 
+def test_a_retry_added_during_the_work_keeps_its_backoff() -> None:
+    """The worker adds the failure's retry (with its backoff) before it calls done(): done()
+    must not hand the key out again after only the minimum interval (a 2 s hot loop)."""
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(clock=clock)
+    q.add("a")
+    assert q.get(timeout=0) is not None
+    q.add("a", trigger="retry", delay=60)
+    q.done("a", not_before=clock.now + 2)
+    clock.now += 3
+    assert q.get(timeout=0) is None
+    clock.now += 57
+    got = q.get(timeout=0)
+    assert got is not None and got.trigger == "retry"
+    q.done("a")
+    # a real change during the work still runs right after it: the earliest add wins
+    q.add("a", trigger="retry", delay=60)
+    assert q.get(timeout=0) is None
+    q.add("a", trigger="watch")
+    assert q.get(timeout=0) is not None
+    q.add("a", trigger="retry", delay=60)
+    q.add("a", trigger="watch")
+    q.done("a", not_before=clock.now + 2)
+    clock.now += 2
+    assert q.get(timeout=0) is not None
+
+
 def test_queue_clear_and_close() -> None:
     q: WorkQueue[str] = WorkQueue()
     q.add("a")
@@ -295,3 +322,28 @@ def test_authorizer() -> None:
     with pytest.raises(Rejected) as caught:
         restricted.check("Bearer sa-token")
     assert caught.value.status == 403
+
+
+def test_authorizer_when_token_review_fails() -> None:
+    """A TokenReview the API server forbids is a refusal (401), not a 'retry later' (503);
+    an API server that is down is a 503."""
+
+    class Forbidden(Exception):
+        transient = False
+
+    class Unavailable(Exception):
+        transient = True
+
+    def forbidden(token: str) -> tuple[bool, str | None]:
+        raise Forbidden("tokenreviews is forbidden")
+
+    def unavailable(token: str) -> tuple[bool, str | None]:
+        raise Unavailable("connection refused")
+
+    for review, status in ((forbidden, 401), (unavailable, 503)):
+        auth = Authorizer("shared-secret-token", review=review)
+        assert auth.check("Bearer shared-secret-token") == "shared-token"
+        with pytest.raises(Rejected) as caught:
+            auth.check("Bearer wrong-token")
+        assert caught.value.status == status
+        assert "wrong-token" not in caught.value.message

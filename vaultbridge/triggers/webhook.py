@@ -77,6 +77,11 @@ class Authorizer:
             try:
                 authenticated, username = self.review(token)
             except Exception as exc:
+                if getattr(exc, "transient", True) is False:
+                    # forbidden or unauthorized: asking again will not help, so the token is
+                    # refused rather than answered with a "retry" (rbac.tokenReview in the chart)
+                    log.warning("TokenReview refused (%s): token rejected", type(exc).__name__)
+                    raise Rejected(401, "invalid token") from None
                 log.warning("TokenReview failed: %s", type(exc).__name__)
                 raise Rejected(
                     503, "cannot check the token right now (TokenReview failed)"

@@ -43,6 +43,7 @@ class Item(Generic[K]):
 @dataclass
 class _State(Generic[K]):
     pending: Item[K] | None = None
+    pending_due: float = 0.0  # the earliest due time of the adds merged into ``pending``
     in_flight: bool = False
     not_before: float = 0.0
     scheduled_at: float | None = None  # due time of the heap entry that is live for this key
@@ -81,16 +82,18 @@ class WorkQueue(Generic[K]):
             self.adds += 1
             state = self._states.setdefault(key, _State())
             merged = state.pending is not None
+            due = max(now + delay, state.not_before)
             if state.pending is None:
                 state.pending = Item(key, action, trigger, now)
+                state.pending_due = due
             else:
+                state.pending_due = min(state.pending_due, due)
                 self.merges += 1
                 item = state.pending
                 item.merged += 1
                 if _STRENGTH[action] > _STRENGTH[item.action]:
                     item.action = action
                     item.trigger = trigger
-            due = max(now + delay, state.not_before)
             self._schedule(key, state, due)
             return not merged
 
@@ -146,7 +149,8 @@ class WorkQueue(Generic[K]):
             if not_before is not None:
                 state.not_before = max(state.not_before, not_before)
             if state.pending is not None:
-                self._schedule(key, state, max(self._clock(), state.not_before))
+                # an add during the work keeps its delay (a failure's backoff added as a retry)
+                self._schedule(key, state, max(state.pending_due, state.not_before))
             elif state.not_before <= self._clock():
                 del self._states[key]
 

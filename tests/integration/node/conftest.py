@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client as k8s
 from node_helpers import node_api
 
-from vaultbridge.testenv.env import Environment, start
+from vaultbridge.testenv.env import Environment, load, start
 from vaultbridge.testenv.releases import INSIDE
 
 
@@ -23,6 +23,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="package")
 def node_env() -> Iterator[Environment]:
+    if os.environ.get("VAULTBRIDGE_TESTENV_REUSE") == "1":  # from `testenv/up --node`
+        existing = load()
+        if existing is not None and existing.node is not None and existing.healthy():
+            yield existing
+            return
     env = start(mons=1, node=True)
     try:
         yield env
