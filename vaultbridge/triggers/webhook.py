@@ -53,6 +53,19 @@ class Authorizer:
         self._cache: dict[bytes, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
+    def _review(self, token: str) -> tuple[bool, str | None]:
+        assert self.review is not None
+        try:
+            return self.review(token)
+        except Exception as exc:
+            if getattr(exc, "transient", True) is False:
+                # forbidden or unauthorized: asking again will not help, so the token is
+                # refused rather than answered with a "retry" (rbac.tokenReview in the chart)
+                log.warning("TokenReview refused (%s): token rejected", type(exc).__name__)
+                raise Rejected(401, "invalid token") from None
+            log.warning("TokenReview failed: %s", type(exc).__name__)
+            raise Rejected(503, "cannot check the token right now (TokenReview failed)") from None
+
     def check(self, authorization: str | None) -> str:
         """The caller's identity, or :class:`Rejected` (401/403/503)."""
         if not authorization:
@@ -74,18 +87,7 @@ class Authorizer:
         if cached is not None and cached[0] > now:
             username: str | None = cached[1]
         else:
-            try:
-                authenticated, username = self.review(token)
-            except Exception as exc:
-                if getattr(exc, "transient", True) is False:
-                    # forbidden or unauthorized: asking again will not help, so the token is
-                    # refused rather than answered with a "retry" (rbac.tokenReview in the chart)
-                    log.warning("TokenReview refused (%s): token rejected", type(exc).__name__)
-                    raise Rejected(401, "invalid token") from None
-                log.warning("TokenReview failed: %s", type(exc).__name__)
-                raise Rejected(
-                    503, "cannot check the token right now (TokenReview failed)"
-                ) from None
+            authenticated, username = self._review(token)
             if not authenticated or not username:
                 raise Rejected(401, "invalid token")
             with self._lock:

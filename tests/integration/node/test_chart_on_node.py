@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import statistics
 import time
 import urllib.parse
 import urllib.request
@@ -84,6 +83,7 @@ class Deployed:
     sched_path: str
     installed_at: float
     images: dict[str, str] = field(default_factory=dict)
+    upgrade_crs: list[tuple[str, str]] = field(default_factory=list)  # (name, Vault path)
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -194,6 +194,21 @@ def deployed(node_env: Environment) -> Iterator[Deployed]:
             "schedule": "* * * * *",
         },
     )
+    upgrade_crs = []  # for the upgrade test: in the policies from the start
+    for i in range(6):
+        name, path = f"up-{i}", unique("node/up")
+        vault_put(env, path, {"value": f"up-init-{i}"})
+        create_cr(
+            api,
+            apps,
+            name,
+            {
+                "source": {"mount": "secret", "path": path},
+                "secret": {"name": name},
+                "target": {"config": {"who": f"client.rgw.{unique('up')}", "option": OPTION}},
+            },
+        )
+        upgrade_crs.append((name, path))
     ceph_user = f"client.{unique('vbnode')}"
     done = _cli_render(env, apps, system, policy, role, ceph_user)
     rendered = json.loads(done)
@@ -246,6 +261,7 @@ def deployed(node_env: Environment) -> Iterator[Deployed]:
         sched_path,
         installed_at=0.0,
         images=dict(node_of(env).images),
+        upgrade_crs=upgrade_crs,
     )
     _release_inputs(d, system)
     d.installed_at = time.monotonic()
@@ -455,72 +471,13 @@ def _consumer_pod(d: Deployed, name: str) -> dict[str, Any]:
 
 
 def _events(d: Deployed, pod: str) -> list[dict[str, Any]]:
-    lines = _logs(d, d.apps, pod, "consumer").splitlines()
+    try:
+        lines = _logs(d, d.apps, pod, "consumer").splitlines()
+    except k8s.ApiException as exc:
+        if exc.status == 400:  # not started yet
+            return []
+        raise
     return [json.loads(line) for line in lines if line.startswith("{")]
-
-
-def test_a_mounted_consumer_authenticates_through_five_rotations(deployed: Deployed) -> None:
-    """ceph-csi layout in a volume; the kubelet propagates each rotation; 0 failures; the
-    previous entity is retired only after the consumer's session moved to the new one."""
-    d = deployed
-    _promoted_at(d, "app", 1)
-    d.core.create_namespaced_config_map(
-        d.apps,
-        k8s.V1ConfigMap(
-            metadata=k8s.V1ObjectMeta(name="ceph-conf"), data={"ceph.conf": _ceph_conf(d.env)}
-        ),
-    )
-    d.core.create_namespaced_config_map(
-        d.apps,
-        k8s.V1ConfigMap(
-            metadata=k8s.V1ObjectMeta(name="consumer-code"),
-            data={"consumer.py": CONSUMER.read_text()},
-        ),
-    )
-    d.core.create_namespaced_pod(d.apps, _consumer_pod(d, "csi-consumer"))
-    wait_for(
-        lambda: any(e["event"] == "tick" for e in _events(d, "csi-consumer")),
-        "the consumer authenticates",
-        timeout=120,
-        interval=1.0,
-    )
-    base = d.app_entity.removeprefix("client.")
-    propagation, retired_after_switch = [], []
-    for n in range(2, 7):
-        post_to_leader("/v1/schedules/run", {"credential": f"{d.apps}/app"}, WEBHOOK_TOKEN)
-        _promoted_at(d, "app", n)
-        promoted = time.time()
-        previous = f"{d.app_entity}.{n - 1}"
-
-        def switched(n: int = n) -> float | None:
-            hits = [
-                e["t"]
-                for e in _events(d, "csi-consumer")
-                if e["event"] == "switch" and e["user"] == f"{base}.{n}"
-            ]
-            return hits[0] if hits else None
-
-        switch = wait_for(switched, f"the consumer uses {base}.{n}", timeout=120, interval=0.2)
-        propagation.append(switch - promoted)
-
-        def gone(entity: str = previous) -> float | None:
-            listed = json.loads(d.env.ceph.ceph("auth", "ls", "-f", "json"))["auth_dump"]
-            return None if any(e["entity"] == entity for e in listed) else time.time()
-
-        retired = wait_for(gone, f"{previous} retired", timeout=120, interval=0.2)
-        retired_after_switch.append(retired - switch)
-    events = _events(d, "csi-consumer")
-    failures = [e for e in events if e["event"] == "failure"]
-    ticks = [e for e in events if e["event"] == "tick"]
-    print(
-        f"consumer: {ticks[-1]['checks']} checks, {len(failures)} failures; Secret -> volume "
-        f"{', '.join(f'{p:.1f}' for p in propagation)} s (median "
-        f"{statistics.median(propagation):.1f} s); retired {min(retired_after_switch):.1f}-"
-        f"{max(retired_after_switch):.1f} s after the consumer moved"
-    )
-    assert failures == []
-    assert all(r >= 0 for r in retired_after_switch)  # never before the session moved
-    d.core.delete_namespaced_pod("csi-consumer", d.apps, grace_period_seconds=0)
 
 
 def test_an_env_consumer_sees_a_rotation_after_a_rollout_restart(deployed: Deployed) -> None:
@@ -661,22 +618,7 @@ def test_helm_upgrade_under_triggers_loses_no_accepted_trigger(deployed: Deploye
     d = deployed
     node = node_of(d.env)
     old = {p.metadata.name for p in _both_ready(d)}
-    names, paths = [], []
-    for i in range(6):
-        name, path = f"up-{i}", unique("node/up")
-        vault_put(d.env, path, {"value": f"up-init-{i}"})
-        create_cr(
-            d.api,
-            d.apps,
-            name,
-            {
-                "source": {"mount": "secret", "path": path},
-                "secret": {"name": name},
-                "target": {"config": {"who": f"client.rgw.{unique('up')}", "option": OPTION}},
-            },
-        )
-        names.append(name)
-        paths.append(path)
+    names, paths = [name for name, _ in d.upgrade_crs], [path for _, path in d.upgrade_crs]
     for name in names:
         _promoted_at(d, name, 1)
     # a new tag of the same image, as a release would bring; the fault makes each rotation
@@ -822,46 +764,6 @@ def _crs(d: Deployed) -> list[dict[str, Any]]:
             "vaultbridge.io", "v1alpha1", d.apps, "credentialrotations"
         )["items"]
     )
-
-
-def test_a_wrong_vault_role_is_not_ready_naming_the_agent(deployed: Deployed) -> None:
-    d = deployed
-    ns = _namespace(d.core, "badrole")
-    _release_inputs(d, ns)
-    create_cr(
-        d.api,
-        ns,
-        "quiet",
-        {
-            "source": {"mount": "secret", "path": d.rgw_path},
-            "secret": {"name": "quiet"},
-            "target": {"config": {"who": f"client.rgw.{unique('q')}", "option": OPTION}},
-        },
-    )
-    helm(
-        d.env,
-        "install",
-        *d.install_args(
-            "badrole",
-            ns,
-            **{"vault.role": "no-such-role", "replicaCount": "1", "watchNamespaces": f"{{{ns}}}"},
-        ),
-    )
-
-    def unready_reason() -> str | None:
-        found = pods(d.api, ns, "app.kubernetes.io/instance=badrole")
-        if not found:
-            return None
-        events = [e for e in pod_events(d.api, ns, found[0].metadata.name) if "Readiness" in e]
-        return events[0] if events else None
-
-    reason = wait_for(unready_reason, "the readiness probe fails", timeout=120, interval=1.0)
-    assert "Vault Agent" in reason, reason
-    assert not ready(pods(d.api, ns, "app.kubernetes.io/instance=badrole")[0])
-    assert not (get_cr(d.api, ns, "quiet").get("status") or {}).get("currentVersion")
-    assert read_secret(d.api, ns, "quiet") is None
-    helm(d.env, "uninstall", "badrole", "--namespace", ns)
-    d.core.delete_namespace(ns)
 
 
 def test_a_missing_keyring_secret_keeps_the_pod_from_starting(deployed: Deployed) -> None:
