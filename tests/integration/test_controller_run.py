@@ -60,7 +60,8 @@ def new_credential(
 
 
 def assert_no_canary(controller: ControllerProcess, *texts: str) -> None:
-    for text in (controller.output(), controller.metrics(), *texts):
+    probes = [http("GET", controller.url + path)[1] for path in ("/readyz", "/healthz")]
+    for text in (controller.output(), controller.metrics(), *probes, *texts):
         assert CANARY not in text
 
 
@@ -323,3 +324,42 @@ def test_storm_of_triggers(
         promoted = [h["version"] for h in history if h.get("result") == "Promoted"]
         assert len(promoted) == len(set(promoted))
     assert controller.metric("vaultbridge_triggers_total") >= 500
+
+
+def test_a_cephx_retirement_runs_when_due_with_no_other_trigger(
+    testenv: Environment, api: k8s.ApiClient, ns: str, start: object
+) -> None:
+    """The previous entity of an alternate rotation is removed once ``retireAfter`` passed,
+    by the controller waking the credential then, not by a later resync or trigger."""
+    controller = start()  # type: ignore[operator]
+    name, path, entity = unique("cx"), unique("ctl/cx"), f"client.{unique('cx')}"
+    create_cr(
+        api,
+        ns,
+        name,
+        {
+            "source": {"mount": "secret", "path": path, "field": "key"},
+            "secret": {"name": name},
+            "target": {
+                "cephx": {"entity": entity, "caps": {"mon": "allow r"}, "retireAfter": "3s"}
+            },
+            "generate": True,
+            "schedule": "0 3 * * 0",  # weekly: the test runs it now
+        },
+    )
+
+    def entities() -> set[str]:
+        listed = json.loads(testenv.ceph.ceph("auth", "ls", "-f", "json"))["auth_dump"]
+        return {e["entity"] for e in listed if e["entity"].startswith(entity)}
+
+    for version in (1, 2):
+        status, body = http(
+            "POST", controller.url + "/v1/schedules/run", {"credential": f"{ns}/{name}"}
+        )
+        assert status == 202, body
+        wait_for(lambda v=version: at_version(api, ns, name, v), f"version {version} promoted")
+    promoted = time.monotonic()
+    assert f"{entity}.2" in entities()
+    wait_for(lambda: entities() == {f"{entity}.2"}, f"{entity}.1 retired", timeout=60)
+    assert time.monotonic() - promoted >= 2.5  # not before its grace
+    assert not (get_cr(api, ns, name).get("status") or {}).get("retiring")

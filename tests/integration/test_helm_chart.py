@@ -8,14 +8,13 @@ the rendered pod template is also created as a bare Pod in a namespace that enfo
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helm_helpers import CHART, helm
 from kubernetes import client as k8s
 from rotation_helpers import api_client, unique
 
@@ -23,7 +22,6 @@ from vaultbridge.testenv.env import Environment
 
 pytestmark = pytest.mark.integration
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "vaultbridge"
 BASE_VALUES = ["--set", "vault.addr=https://vault.vault.svc:8200"]
 
 # stand-ins for the Prometheus Operator CRDs, so ServiceMonitor/PrometheusRule can be installed
@@ -56,27 +54,6 @@ MONITORING_CRDS = [
         ("prometheusrules", "PrometheusRule"),
     )
 ]
-
-
-def helm(env: Environment, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    home = env.workdir / "helm-home"
-    home.mkdir(exist_ok=True)
-    done = subprocess.run(
-        [str(env.kube.bindir / "helm"), *args, "--kubeconfig", str(env.kube.kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-        },
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
 
 
 def render(env: Environment, *values: str, namespace: str = "vb") -> list[dict[str, Any]]:

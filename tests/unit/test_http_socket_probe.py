@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from vaultbridge.kube.errors import KubeForbidden, KubeUnauthorized
 from vaultbridge.observability import probe
 from vaultbridge.observability.http import HttpServer, Routes
-from vaultbridge.observability.metrics import Metrics
+from vaultbridge.observability.metrics import Metrics, counting
+from vaultbridge.vault.errors import VaultAuthError, VaultNotFound
 
 
 def _routes(name: str, ready: list[bool]) -> Routes:
@@ -137,3 +139,32 @@ def test_a_backend_failure_reason_is_kept_until_it_recovers() -> None:
     assert len(metrics.backend_failure("vault")) == 300
     metrics.backend_call("vault", True)
     assert metrics.backend_health() == {"vault": True}
+
+
+class _Source:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "healthy"),
+    [
+        (VaultAuthError("agent auth: Vault Agent token sink /s is empty"), False),
+        (KubeUnauthorized("401 from the API server"), False),
+        (VaultNotFound("secret/data/x: no such path"), True),  # one CR's problem
+        (KubeForbidden("403 on secrets in ns"), True),
+    ],
+)
+def test_readiness_fails_only_when_the_backend_itself_is_unusable(
+    error: Exception, healthy: bool
+) -> None:
+    metrics = Metrics()
+    proxy = counting(_Source(error), "vault", metrics, Exception)
+    with pytest.raises(type(error)):
+        proxy.read()
+    assert metrics.backend_health() == {"vault": healthy}
+    if not healthy:
+        assert metrics.backend_failure("vault") == str(error)

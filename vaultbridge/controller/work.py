@@ -133,6 +133,8 @@ class Workers:
             )
         if outcome.ok:
             self.failures.pop(ref, None)
+            if outcome.retry_after is not None:  # a retirement is due then (or blocked till then)
+                self.queue.add(ref, "reconcile", "retire", delay=outcome.retry_after.total_seconds())
         else:
             self.failures[ref] = self.failures.get(ref, 0) + 1
             log.warning("%s: %s: %s [%s]", ref, result, outcome.message, outcome.reason)

@@ -62,6 +62,8 @@ class KubeForbidden(KubeError):  # noqa: N818 - contract names
 class KubeUnauthorized(KubeError):  # noqa: N818 - contract names
     """401: the credentials were rejected (expired or invalid token, unknown client cert)."""
 
+    unusable = True
+
 
 class KubeInvalid(KubeError):  # noqa: N818 - contract names
     """422 (or 400): the server rejected the object; the message is the server's explanation."""

@@ -12,11 +12,14 @@ class BackendError(Exception):
     """A Vault, Kubernetes or Ceph request failed.
 
     ``transient`` is True when the same request may succeed later (timeouts, no quorum, 5xx);
-    False for configuration or permission problems that need a human.
+    False for configuration or permission problems that need a human. ``unusable`` is True when
+    no request to the backend can succeed (our own login or credentials were refused), as
+    opposed to a problem of one credential's spec: readiness reports the backend as failing.
     """
 
     backend = "backend"
     transient = True
+    unusable = False
 
     @property
     def reason(self) -> str:

@@ -185,7 +185,8 @@ def counting(target: Any, backend: str, metrics: Metrics, failure: type[BaseExce
     """A proxy of ``target`` whose method calls count as requests to ``backend``.
 
     A call raising ``failure`` counts as an error when the error is transient (unreachable,
-    timed out) or of a backend kind; a "not found" answer is still a reachable backend.
+    timed out) or makes the backend unusable (our login refused); a "not found" answer is still
+    a reachable backend.
     """
     return _Counting(target, backend, metrics, failure)
 
@@ -207,7 +208,8 @@ class _Counting:
             try:
                 result = attr(*args, **kwargs)
             except failure as exc:
-                metrics.backend_call(backend, not bool(getattr(exc, "transient", True)), str(exc))
+                usable = not getattr(exc, "transient", True) and not getattr(exc, "unusable", False)
+                metrics.backend_call(backend, usable, str(exc))
                 raise
             metrics.backend_call(backend, True)
             return result

@@ -109,6 +109,9 @@ def kubelet_config(workdir: Path, ca: Path, port: int, healthz: int) -> dict[str
         "kind": "KubeletConfiguration",
         "failCgroupV1": False,  # this machine has cgroup v1
         "cgroupDriver": "cgroupfs",
+        # a kubelet removes every pod cgroup under its root that is not one of its Pods: two
+        # nodes sharing /kubepods kill each other's containers as they start
+        "cgroupRoot": cgroup_root(workdir),
         "address": "127.0.0.1",
         "port": port,
         "healthzBindAddress": "127.0.0.1",
@@ -179,7 +182,7 @@ class Node:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(shim, signal.SIGKILL)
         _unmount_under(self.workdir)
-        _remove_cgroups("kubepods")
+        _remove_cgroups(cgroup_root(self.workdir).lstrip("/"))
         for folder in self.made:  # only what did not exist before: never the machine's own
             shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -240,6 +243,24 @@ def _unmount_under(folder: Path) -> None:
             subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
 
 
+def cgroup_root(workdir: Path) -> str:
+    """The node's own cgroup, in every hierarchy: its Pods' cgroups are made under it."""
+    return f"/{workdir.name}"
+
+
+def _make_cgroups(name: str) -> None:
+    """Make cgroup ``name`` in every hierarchy (the kubelet refuses a root that is missing in
+    one); a new cpuset cgroup is empty until given its parent's CPUs and memory nodes."""
+    for hierarchy in CGROUP_ROOT.iterdir():
+        if hierarchy.is_symlink() or not hierarchy.is_dir():
+            continue
+        top = hierarchy / name
+        top.mkdir(exist_ok=True)
+        for knob in ("cpuset.cpus", "cpuset.mems"):
+            if (hierarchy / knob).exists() and not (top / knob).read_text().strip():
+                (top / knob).write_text((hierarchy / knob).read_text())
+
+
 def _remove_cgroups(name: str) -> None:
     if not CGROUP_ROOT.is_dir():
         return
@@ -269,6 +290,7 @@ def start_node(kube: KubeCluster, images: list[Image] | None = None) -> Node:
     node = Node(workdir, socket.gethostname(), {i.name: i.ref for i in images})
     node.made = [str(p) for p in OUTSIDE_ROOT if not p.exists()]
     try:
+        _make_cgroups(cgroup_root(workdir).lstrip("/"))
         _start_containerd(node, node.images["pause"])
         for image in images:
             node.ctr("images", "import", "--no-unpack=false", str(image.archive), timeout=600)

@@ -39,6 +39,8 @@ class VaultUnavailable(VaultError):  # noqa: N818 - contract names
 class VaultAuthError(VaultError):
     """Logging in failed, or Vault rejected the token (invalid, expired, revoked)."""
 
+    unusable = True
+
     def __init__(self, message: str, *, method: str = "", role: str | None = None) -> None:
         super().__init__(message)
         self.method = method

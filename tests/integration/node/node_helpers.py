@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +15,6 @@ from kubernetes import config as k8s_config
 from vaultbridge.testenv.env import Environment
 from vaultbridge.testenv.node import Node
 
-CHART = Path(__file__).resolve().parents[3] / "charts" / "vaultbridge"
 NODE_VALUES = Path(__file__).resolve().parents[3] / "testenv" / "helm-node-values.yaml"
 TRIGGER_PORT = 8080  # the chart's port: every host-network replica shares 127.0.0.1:8080
 
@@ -29,27 +26,6 @@ def node_api(env: Environment) -> k8s.ApiClient:
 def node_of(env: Environment) -> Node:
     assert env.node is not None
     return env.node
-
-
-def helm(env: Environment, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    home = env.workdir / "helm-home"
-    home.mkdir(exist_ok=True)
-    done = subprocess.run(
-        [str(env.kube.bindir / "helm"), *args, "--kubeconfig", str(env.kube.kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            **os.environ,
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-        },
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
 
 
 def sa_token(api: k8s.ApiClient, ns: str, sa: str, seconds: int = 3600) -> str:

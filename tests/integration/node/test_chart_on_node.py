@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import statistics
 import time
 import urllib.parse
 import urllib.request
@@ -23,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helm_helpers import CHART, helm
 from kubernetes import client as k8s
 from node_helpers import (
-    CHART,
     NODE_VALUES,
     container_pid,
-    helm,
     lease_holder,
     node_api,
     node_of,
@@ -480,6 +480,76 @@ def _events(d: Deployed, pod: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
+def test_a_mounted_consumer_authenticates_through_five_rotations(deployed: Deployed) -> None:
+    """ceph-csi layout in a volume; the kubelet propagates each rotation; 0 failures; the
+    previous entity is retired only after the consumer's session moved to the new one."""
+    d = deployed
+    if not _status(d, "app").get("currentVersion"):  # when run alone: make the first version
+        post_to_leader("/v1/schedules/run", {"credential": f"{d.apps}/app"}, WEBHOOK_TOKEN)
+        _promoted_at(d, "app", 1)
+    first = int(_status(d, "app")["currentVersion"])
+    d.core.create_namespaced_config_map(
+        d.apps,
+        k8s.V1ConfigMap(
+            metadata=k8s.V1ObjectMeta(name="ceph-conf"), data={"ceph.conf": _ceph_conf(d.env)}
+        ),
+    )
+    d.core.create_namespaced_config_map(
+        d.apps,
+        k8s.V1ConfigMap(
+            metadata=k8s.V1ObjectMeta(name="consumer-code"),
+            data={"consumer.py": CONSUMER.read_text()},
+        ),
+    )
+    d.core.create_namespaced_pod(d.apps, _consumer_pod(d, "csi-consumer"))
+    wait_for(
+        lambda: any(e["event"] == "tick" for e in _events(d, "csi-consumer")),
+        "the consumer authenticates",
+        timeout=120,
+        interval=1.0,
+    )
+    base = d.app_entity.removeprefix("client.")
+    propagation, retired_after_switch = [], []
+    for n in range(first + 1, first + 6):
+        post_to_leader("/v1/schedules/run", {"credential": f"{d.apps}/app"}, WEBHOOK_TOKEN)
+        _promoted_at(d, "app", n)
+        promoted = time.time()
+        previous = f"{d.app_entity}.{n - 1}"
+
+        def switched(n: int = n) -> float | None:
+            hits = [
+                e["t"]
+                for e in _events(d, "csi-consumer")
+                if e["event"] == "switch" and e["user"] == f"{base}.{n}"
+            ]
+            return hits[0] if hits else None
+
+        switch = wait_for(switched, f"the consumer uses {base}.{n}", timeout=120, interval=0.2)
+        propagation.append(switch - promoted)
+
+        def gone(entity: str = previous) -> float | None:
+            listed = json.loads(d.env.ceph.ceph("auth", "ls", "-f", "json"))["auth_dump"]
+            return None if any(e["entity"] == entity for e in listed) else time.time()
+
+        try:
+            retired = wait_for(gone, f"{previous} retired", timeout=120, interval=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; retiring: {_status(d, 'app').get('retiring')}") from None
+        retired_after_switch.append(retired - switch)
+    events = _events(d, "csi-consumer")
+    failures = [e for e in events if e["event"] == "failure"]
+    ticks = [e for e in events if e["event"] == "tick"]
+    print(
+        f"consumer: {ticks[-1]['checks']} checks, {len(failures)} failures; Secret -> volume "
+        f"{', '.join(f'{p:.1f}' for p in propagation)} s (median "
+        f"{statistics.median(propagation):.1f} s); retired {min(retired_after_switch):.1f}-"
+        f"{max(retired_after_switch):.1f} s after the consumer moved"
+    )
+    assert failures == []
+    assert all(r >= 0 for r in retired_after_switch)  # never before the session moved
+    d.core.delete_namespaced_pod("csi-consumer", d.apps, grace_period_seconds=0)
+
+
 def test_an_env_consumer_sees_a_rotation_after_a_rollout_restart(deployed: Deployed) -> None:
     d = deployed
     node = node_of(d.env)
@@ -764,6 +834,46 @@ def _crs(d: Deployed) -> list[dict[str, Any]]:
             "vaultbridge.io", "v1alpha1", d.apps, "credentialrotations"
         )["items"]
     )
+
+
+def test_a_wrong_vault_role_is_not_ready_naming_the_agent(deployed: Deployed) -> None:
+    d = deployed
+    ns = _namespace(d.core, "badrole")
+    _release_inputs(d, ns)
+    create_cr(
+        d.api,
+        ns,
+        "quiet",
+        {
+            "source": {"mount": "secret", "path": d.rgw_path},
+            "secret": {"name": "quiet"},
+            "target": {"config": {"who": f"client.rgw.{unique('q')}", "option": OPTION}},
+        },
+    )
+    helm(
+        d.env,
+        "install",
+        *d.install_args(
+            "badrole",
+            ns,
+            **{"vault.role": "no-such-role", "replicaCount": "1", "watchNamespaces": f"{{{ns}}}"},
+        ),
+    )
+
+    def unready_reason() -> str | None:
+        found = pods(d.api, ns, "app.kubernetes.io/instance=badrole")
+        if not found:
+            return None
+        events = [e for e in pod_events(d.api, ns, found[0].metadata.name) if "Readiness" in e]
+        return events[0] if events else None
+
+    reason = wait_for(unready_reason, "the readiness probe fails", timeout=120, interval=1.0)
+    assert "Vault Agent" in reason, reason
+    assert not ready(pods(d.api, ns, "app.kubernetes.io/instance=badrole")[0])
+    assert not (get_cr(d.api, ns, "quiet").get("status") or {}).get("currentVersion")
+    assert read_secret(d.api, ns, "quiet") is None
+    helm(d.env, "uninstall", "badrole", "--namespace", ns)
+    d.core.delete_namespace(ns)
 
 
 def test_a_missing_keyring_secret_keeps_the_pod_from_starting(deployed: Deployed) -> None:

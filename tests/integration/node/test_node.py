@@ -15,7 +15,7 @@ from node_helpers import node_of
 
 from vaultbridge.testenv.common import TestenvError
 from vaultbridge.testenv.env import Environment, start
-from vaultbridge.testenv.node import OUTSIDE_ROOT, wait_for_pod
+from vaultbridge.testenv.node import OUTSIDE_ROOT, cgroup_root, wait_for_pod
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +141,7 @@ def test_an_image_not_in_the_node_s_store_fails_at_once_and_names_it(
 
 def test_stopping_the_node_leaves_nothing_behind(tmp_path: Path) -> None:
     before = {p for p in OUTSIDE_ROOT if p.exists()}
+    kubepods = set(Path("/sys/fs/cgroup").glob("*/kubepods"))
     env = start(mons=1, node=True, workdir=tmp_path / "env")
     node = node_of(env)
     workdir = str(node.workdir)
@@ -159,5 +160,6 @@ def test_stopping_the_node_leaves_nothing_behind(tmp_path: Path) -> None:
                 pass
     assert processes == []
     assert not node.workdir.exists()
-    assert not list(Path("/sys/fs/cgroup").glob("*/kubepods"))
+    assert not list(Path("/sys/fs/cgroup").glob(f"*{cgroup_root(node.workdir)}"))
+    assert set(Path("/sys/fs/cgroup").glob("*/kubepods")) == kubepods
     assert {p for p in OUTSIDE_ROOT if p.exists()} == before
