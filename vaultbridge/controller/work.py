@@ -133,8 +133,9 @@ class Workers:
             )
         if outcome.ok:
             self.failures.pop(ref, None)
-            if outcome.retry_after is not None:  # a retirement is due then (or blocked till then)
-                self.queue.add(ref, "reconcile", "retire", delay=outcome.retry_after.total_seconds())
+            if outcome.retry_after is not None:  # a retirement is due then, or may be tried again
+                delay = outcome.retry_after.total_seconds()
+                self.queue.add(ref, "reconcile", "retire", delay=delay)
         else:
             self.failures[ref] = self.failures.get(ref, 0) + 1
             log.warning("%s: %s: %s [%s]", ref, result, outcome.message, outcome.reason)
