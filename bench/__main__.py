@@ -2,6 +2,7 @@
 
     make bench                                  # everything, default sizes
     make bench BENCH_ARGS="--only config --count 200 --rook-sample 20"
+    make bench BENCH_ARGS="--only node"         # Secret -> volume on the test node
 
 Results are also written to bench/results/<name>.json (git-ignored).
 """
@@ -35,8 +36,8 @@ def main() -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["config", "cephx", "triggers"],
-        help="run only these benchmarks (repeatable)",
+        choices=["config", "cephx", "triggers", "node"],
+        help="run only these benchmarks (repeatable); node (on the test node) only when named",
     )
     parser.add_argument("--count", type=int, default=1000, help="config credentials to rotate")
     parser.add_argument(
@@ -53,7 +54,8 @@ def main() -> int:
     wanted = args.only or ["config", "cephx", "triggers"]
 
     reused = os.environ.get("VAULTBRIDGE_TESTENV_REUSE") == "1" and load() is not None
-    env: Environment = load() if reused else start(mons=args.mons)  # type: ignore[assignment]
+    node = "node" in wanted
+    env: Environment = load() if reused else start(mons=args.mons, node=node)  # type: ignore[assignment]
     log(
         f"environment {'reused' if reused else 'started'}: {env.ceph.mon_ids} mons, "
         f"OpenBao {env.vault.addr}, Kubernetes {env.kube.server}"

@@ -49,6 +49,7 @@ OUTSIDE_ROOT = (  # what the kubelet and containerd create outside the node's fo
     Path("/run/containerd"),
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SYNC_FREQUENCY = 10  # the kubelet's, in seconds (60 by default)
 
 
 def _tool(name: str) -> str:
@@ -120,7 +121,7 @@ def kubelet_config(workdir: Path, ca: Path, port: int, healthz: int) -> dict[str
         "makeIPTablesUtilChains": False,
         "protectKernelDefaults": False,
         "failSwapOn": False,
-        "syncFrequency": "10s",  # how soon a mounted Secret follows an update
+        "syncFrequency": f"{SYNC_FREQUENCY}s",  # how soon a mounted Secret follows an update
         "containerRuntimeEndpoint": f"unix://{workdir}/containerd/containerd.sock",
         "authentication": {
             "anonymous": {"enabled": False},

@@ -4,7 +4,6 @@ Secret follows its updates; stopping leaves no process, mount, cgroup or folder 
 
 from __future__ import annotations
 
-import base64
 import statistics
 import time
 from pathlib import Path
@@ -16,24 +15,9 @@ from node_helpers import node_of
 from vaultbridge.testenv.common import TestenvError
 from vaultbridge.testenv.env import Environment, start
 from vaultbridge.testenv.node import OUTSIDE_ROOT, cgroup_root, wait_for_pod
+from vaultbridge.testenv.propagation import secret_propagation
 
 pytestmark = pytest.mark.integration
-
-WATCHER = """
-import sys, time
-path, out = sys.argv[1], sys.argv[2]
-seen = None
-while True:
-    try:
-        value = open(path).read()
-    except OSError:
-        value = None
-    if value != seen:
-        seen = value
-        with open(out, "a") as f:
-            f.write(f"{time.time()} {value}\\n")
-    time.sleep(0.05)
-"""
 
 
 def test_the_node_is_ready_and_runs_host_network_pods(
@@ -47,69 +31,14 @@ def test_the_node_is_ready_and_runs_host_network_pods(
     assert set(node.images.values()) <= images  # imported, nothing pulled
 
 
-def test_a_mounted_secret_follows_its_updates(
-    node_env: Environment, core: k8s.CoreV1Api, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_a_mounted_secret_follows_its_updates(node_env: Environment) -> None:
     """How long the kubelet takes to put an updated Secret into a Pod's volume."""
-    node = node_of(node_env)
-    shared = tmp_path_factory.mktemp("watch")
-    shared.chmod(0o777)
-    ns = "node-secret"
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
-    core.create_namespaced_secret(
-        ns, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="s"), string_data={"v": "0"})
-    )
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "watcher"},
-        "spec": {
-            "hostNetwork": True,
-            "containers": [
-                {
-                    "name": "w",
-                    "image": node.images["consumer"],
-                    "imagePullPolicy": "Never",
-                    "command": ["/usr/bin/python3", "-c", WATCHER, "/s/v", "/out/seen"],
-                    "volumeMounts": [
-                        {"name": "s", "mountPath": "/s"},
-                        {"name": "out", "mountPath": "/out"},
-                    ],
-                }
-            ],
-            "volumes": [
-                {"name": "s", "secret": {"secretName": "s"}},
-                {"name": "out", "hostPath": {"path": str(shared), "type": "Directory"}},
-            ],
-        },
-    }
-    core.create_namespaced_pod(ns, pod)
-    seen = shared / "seen"
-    deadline = time.monotonic() + 90
-    while not (seen.exists() and " 0" in seen.read_text()):
-        assert time.monotonic() < deadline, core.read_namespaced_pod("watcher", ns).status
-        time.sleep(0.5)
-    delays = []
-    for value in ("1", "2", "3"):
-        written = time.time()
-        core.patch_namespaced_secret(
-            "s", ns, {"data": {"v": base64.b64encode(value.encode()).decode()}}
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            lines = [line.split(" ", 1) for line in seen.read_text().splitlines() if line.strip()]
-            hit = [float(t) for t, v in lines if v == value]
-            if hit:
-                delays.append(hit[0] - written)
-                break
-            assert time.monotonic() < deadline, f"the Pod never saw value {value}"
-            time.sleep(0.2)
+    delays = secret_propagation(node_env, 3, "node-secret")
     print(
         f"Secret -> mounted volume: {', '.join(f'{d:.1f}' for d in delays)} s "
         f"(median {statistics.median(delays):.1f} s)"
     )
-    assert all(d > 0 for d in delays)
-    core.delete_namespace(ns)
+    assert len(delays) == 3 and all(d > 0 for d in delays)
 
 
 def test_an_image_not_in_the_node_s_store_fails_at_once_and_names_it(
