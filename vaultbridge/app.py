@@ -30,6 +30,7 @@ from vaultbridge.kube import (
     EventRecorder,
     KubeClient,
     SecretSink,
+    WorkloadClient,
 )
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.spec import (
@@ -194,6 +195,7 @@ def build(
         holder=identity,
         takeover_after=timedelta(seconds=settings.rotation.takeover_after),
         may_act=may_act,
+        workloads=counted(WorkloadClient(kube), "kubernetes"),
     )
     app = App(settings, kube, crs, engine, vault_client, ceph_conn, own_writes=secrets.written)
     for closer in (

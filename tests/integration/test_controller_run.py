@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from controller_helpers import (
@@ -363,3 +364,52 @@ def test_a_cephx_retirement_runs_when_due_with_no_other_trigger(
     wait_for(lambda: entities() == {f"{entity}.2"}, f"{entity}.1 retired", timeout=60)
     assert time.monotonic() - promoted >= 2.5  # not before its grace
     assert not (get_cr(api, ns, name).get("status") or {}).get("retiring")
+
+
+def _deployment(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 0,  # the API object is what is tested here; the node suite runs Pods
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "vaultbridge.test/none:0"}]},
+            },
+        },
+    }
+
+
+def test_a_promotion_rolls_the_named_workloads(
+    testenv: Environment, api: k8s.ApiClient, ns: str, start: object
+) -> None:
+    apps = k8s.AppsV1Api(api)
+    apps.create_namespaced_deployment(ns, _deployment("web"))
+    controller = start()  # type: ignore[operator]
+    name, path, who = unique("roll"), unique("ctl/roll"), f"client.rgw.{unique('r')}"
+    v1 = vault_put(testenv, path, {"value": f"{CANARY}-r1"})
+    targets = [{"kind": "Deployment", "name": "web"}, {"kind": "Deployment", "name": "gone"}]
+    create_cr(api, ns, name, config_spec(path, who, rolloutRestartTargets=targets))
+    wait_for(lambda: at_version(api, ns, name, v1), "v1 promoted")
+    key = f"rotation.vaultbridge.io/{name}"
+
+    def annotation() -> str | None:
+        template = apps.read_namespaced_deployment("web", ns).spec.template
+        return (template.metadata.annotations or {}).get(key)
+
+    wait_for(lambda: annotation() == str(v1), "web annotated with v1")
+    generation = apps.read_namespaced_deployment("web", ns).metadata.generation
+    v2 = vault_put(testenv, path, {"value": f"{CANARY}-r2"})
+    status, body = controller.trigger({"credential": f"{ns}/{name}"})
+    assert status == 202, body
+    wait_for(lambda: at_version(api, ns, name, v2), "v2 promoted")
+    wait_for(lambda: annotation() == str(v2), "web annotated with v2")
+    assert apps.read_namespaced_deployment("web", ns).metadata.generation == generation + 1
+
+    def reasons() -> list[str]:
+        return [f"{e['reason']}: {e.get('note', '')}" for e in events_for(api, ns, name)]
+
+    wait_for(lambda: any("RolloutRestartFailed" in r and "gone" in r for r in reasons()), "warned")
+    assert any(r.startswith("RolloutRestarted: restarted Deployment/web") for r in reasons())
+    assert_no_canary(controller, *reasons())

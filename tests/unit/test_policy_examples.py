@@ -44,6 +44,7 @@ CRS = [
                     "caps": {"mon": "allow r", "osd": "allow rw pool=app"},
                 }
             },
+            "rolloutRestartTargets": [{"kind": "Deployment", "name": "app"}],
         },
     },
 ]

@@ -161,9 +161,25 @@ def test_rbac_values() -> None:
     assert values == {
         "watchNamespaces": ["apps", "rook-ceph"],
         "rbac": {
-            "extraOwnerRules": [{"apiGroups": ["ceph.rook.io"], "resources": ["cephobjectstores"]}]
+            "extraOwnerRules": [{"apiGroups": ["ceph.rook.io"], "resources": ["cephobjectstores"]}],
+            "rolloutRestartRules": [],
         },
     }
+
+
+def test_rbac_values_name_the_rollout_restart_targets() -> None:
+    rolled = json.loads(json.dumps(RGW))
+    rolled["spec"]["rolloutRestartTargets"] = [
+        {"kind": "Deployment", "name": "web"},
+        {"kind": "StatefulSet", "name": "db"},
+    ]
+    other = json.loads(json.dumps(DASH))
+    other["spec"]["rolloutRestartTargets"] = [{"kind": "Deployment", "name": "api"}]
+    values = rbac_values(credentials_from([rolled, other], "client.vaultbridge"), {})
+    assert values["rbac"]["rolloutRestartRules"] == [
+        {"resources": ["deployments"], "resourceNames": ["api", "web"]},
+        {"resources": ["statefulsets"], "resourceNames": ["db"]},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ needs and nothing more, so the policies stay in step with the credentials it man
   and cephx entities (``with entity prefix ...``). ``auth import`` is never granted: it names no
   entity, so caps cannot scope it (in-place cephx rotation therefore needs an admin-level entity).
 - ``rbac``: the Helm values that scope the chart's Roles: watched namespaces and the kinds named
-  in ``spec.secret.extraOwners``.
+  in ``spec.secret.extraOwners``, and get + patch of the workloads named in
+  ``spec.rolloutRestartTargets`` (by name).
 
 The renderers here are pure functions of parsed specs; the command
 (``access_policies/command.py``) reads the CRs from the Kubernetes API. A CR whose target cannot
@@ -34,6 +35,7 @@ from typing import Any, Final
 import yaml
 
 from vaultbridge.model.spec import (
+    ROLLOUT_PLURALS,
     CephxTarget,
     ConfigKeyTarget,
     ConfigTarget,
@@ -378,13 +380,21 @@ def rbac_values(credentials: Sequence[Credential], plural_of: Mapping[str, str])
             group = owner.api_version.rpartition("/")[0]
             plural = plural_of.get(f"{owner.api_version}/{owner.kind}", owner.kind.lower() + "s")
             rules.setdefault(group, set()).add(plural)
+    rollouts: dict[str, set[str]] = {}
+    for credential in credentials:
+        for target in credential.spec.rollout_restart_targets:
+            rollouts.setdefault(ROLLOUT_PLURALS[target.kind], set()).add(target.name)
     return {
         "watchNamespaces": namespaces,
         "rbac": {
             "extraOwnerRules": [
                 {"apiGroups": [group], "resources": sorted(plurals)}
                 for group, plurals in sorted(rules.items())
-            ]
+            ],
+            "rolloutRestartRules": [
+                {"resources": [plural], "resourceNames": sorted(names)}
+                for plural, names in sorted(rollouts.items())
+            ],
         },
     }
 

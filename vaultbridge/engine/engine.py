@@ -34,9 +34,11 @@ from vaultbridge.engine.ports import (
     EventRecorder,
     SecretStore,
     VaultStore,
+    WorkloadStore,
 )
 from vaultbridge.engine.preimage import PreimageStore
 from vaultbridge.engine.report import Reporter
+from vaultbridge.engine.rollouts import Rollouts
 from vaultbridge.engine.runner import Runner
 from vaultbridge.engine.runtime import Interrupted, Observer, Runtime, always
 from vaultbridge.engine.starter import Starter
@@ -79,6 +81,7 @@ class Engine:
         holder: str | None = None,
         takeover_after: timedelta = timedelta(seconds=30),
         may_act: Callable[[], bool] = always,
+        workloads: WorkloadStore | None = None,
     ) -> None:
         self.credentials, self.secrets, self.events = credentials, secrets, events
         self.vault, self.ceph, self.cephx = vault, ceph, cephx
@@ -103,6 +106,7 @@ class Engine:
         self.runner = Runner(self.access, actions, self.kinds, self.reporter, self.runtime)
         self.cleanup = CephxCleanup(credentials, events, self._cephx, jitter)
         self.starter = Starter(self.access, self.desired, self.runner, self.kinds, self.cleanup)
+        self.rollouts = Rollouts(workloads, self.reporter)
 
     @property
     def holder(self) -> str:
@@ -155,7 +159,9 @@ class Engine:
         if isinstance(refused, Outcome):
             return refused
         with self.access.rotation_scope():
-            return self.starter.rotate(ref, generate=False, to_version=refused, dry_run=False)
+            outcome = self.starter.rotate(ref, generate=False, to_version=refused, dry_run=False)
+        self._roll(outcome)
+        return outcome
 
     def reconcile(self, ref: CredentialRef) -> Outcome:
         """What the controller calls: finish an interrupted rotation, else sync if needed."""
@@ -222,7 +228,20 @@ class Engine:
                 spec = self.access.read_cr(outcome.ref).spec
             except (BackendError, PreconditionError):
                 return outcome
-        return self.kinds.of(spec).settle(outcome)
+        settled = self.kinds.of(spec).settle(outcome)
+        if spec.rollout_restart_targets:
+            self._roll(settled)
+        return settled
+
+    def _roll(self, outcome: Outcome) -> None:
+        """Roll the workloads that read the Secret, when the CR names any (engine/rollouts.py)."""
+        if self.rollouts.workloads is None or not outcome.ok:
+            return
+        try:
+            credential = self.access.copies.get(outcome.ref) or self.access.read_cr(outcome.ref)
+        except (BackendError, PreconditionError):
+            return
+        self.rollouts.after(credential, outcome)
 
 
 def _refuse_rollback(credential: CredentialObject, to_version: int | None) -> Outcome | int:

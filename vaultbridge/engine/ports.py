@@ -90,6 +90,21 @@ class SecretStore(Protocol):
         ...
 
 
+class WorkloadStore(Protocol):
+    """Deployments, StatefulSets and DaemonSets, by kind and name (``rolloutRestartTargets``)."""
+
+    def template_annotation(self, namespace: str, kind: str, name: str, key: str) -> str | None:
+        """The Pod template's annotation ``key`` (None when absent); KubeNotFound if no such
+        workload."""
+        ...
+
+    def set_template_annotation(
+        self, namespace: str, kind: str, name: str, key: str, value: str
+    ) -> None:
+        """Set the Pod template's annotation ``key``: the workload's controller rolls it."""
+        ...
+
+
 class EventRecorder(Protocol):
     def emit(
         self,

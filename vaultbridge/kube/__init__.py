@@ -3,7 +3,8 @@
 Everything vaultbridge does with the Kubernetes API goes through here: the CredentialRotation
 custom resource (get, list, watch with bookmarks, status writes, installing the CRD), the
 Secrets it owns (ownerReferences, optimistic concurrency, never trampling foreign keys),
-Events, leader election on a Lease, and ServiceAccount tokens (TokenRequest/TokenReview).
+Events, leader election on a Lease, ServiceAccount tokens (TokenRequest/TokenReview), and the
+Pod-template annotation that rolls a workload after a promotion.
 
 Rules kept by this package:
 
@@ -54,6 +55,7 @@ from vaultbridge.kube.secret_bodies import (
 from vaultbridge.kube.secrets import SecretSink
 from vaultbridge.kube.secretwatch import ManagedSecretWatch
 from vaultbridge.kube.tokens import TokenClient, request_token, review_token
+from vaultbridge.kube.workloads import WorkloadClient
 
 __all__ = [
     "API_VERSION",
@@ -90,6 +92,7 @@ __all__ = [
     "OwnerInfo",
     "SecretSink",
     "TokenClient",
+    "WorkloadClient",
     "bundled_crd_path",
     "request_token",
     "review_token",

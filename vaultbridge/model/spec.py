@@ -22,6 +22,13 @@ CAP_SERVICES: Final = ("mon", "osd", "mds", "mgr")
 STRATEGIES: Final = ("alternate", "in-place")
 KEY_TYPES: Final = ("aes", "aes256k")
 DELETION_POLICIES: Final = ("Retain", "Delete")
+ROLLOUT_PLURALS: Final = {
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "DaemonSet": "daemonsets",
+}
+ROLLOUT_KINDS: Final = tuple(ROLLOUT_PLURALS)
+ROLLOUT_TARGETS_MAX: Final = 10
 CEPHX_DATA_KEYS: Final = ("userID", "userKey", "keyring")
 DEFAULT_FIELD: Final = "value"
 DEFAULT_RETIRE_AFTER: Final = timedelta(minutes=10)
@@ -80,6 +87,17 @@ class OwnerRef:
     api_version: str
     kind: str
     name: str
+
+
+@dataclass(frozen=True)
+class RolloutTarget:
+    """A workload in the CR's namespace rolled after each promotion (``rolloutRestartTargets``)."""
+
+    kind: str  # one of ROLLOUT_KINDS
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -163,6 +181,7 @@ class CredentialSpec:
     max_age: timedelta | None = None
     suspend: bool = False
     history_limit: int = 10
+    rollout_restart_targets: tuple[RolloutTarget, ...] = ()
 
 
 def secret_data_keys(spec: CredentialSpec) -> tuple[str, ...]:

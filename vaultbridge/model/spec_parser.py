@@ -15,6 +15,8 @@ from vaultbridge.model.spec import (
     HISTORY_LIMIT_RANGE,
     KEEP_PRIOR_RANGE,
     KEY_TYPES,
+    ROLLOUT_KINDS,
+    ROLLOUT_TARGETS_MAX,
     STRATEGIES,
     CephxTarget,
     ConfigEntry,
@@ -22,6 +24,7 @@ from vaultbridge.model.spec import (
     ConfigTarget,
     CredentialSpec,
     OwnerRef,
+    RolloutTarget,
     SecretSpec,
     SpecError,
     Target,
@@ -72,6 +75,7 @@ class SpecParser:
                 "Delete is not allowed without spec.source: the Secret is the source, the "
                 "user's own data, and is always retained",
             )
+        rollouts = self.rollout_targets(obj.get("rolloutRestartTargets"))
         if self.problems or secret is None or target is None:
             raise SpecError(tuple(self.problems))
         return CredentialSpec(
@@ -83,6 +87,7 @@ class SpecParser:
             max_age=max_age,
             suspend=suspend,
             history_limit=history_limit,
+            rollout_restart_targets=rollouts,
         )
 
     # -- building blocks -------------------------------------------------------------------
@@ -237,6 +242,46 @@ class SpecParser:
                 continue
             owners.append(OwnerRef(api_version=api_version, kind=kind, name=name))
         return tuple(owners) if ok else None
+
+    def rollout_targets(self, value: Any) -> tuple[RolloutTarget, ...]:
+        where = "spec.rolloutRestartTargets"
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem(where, "must be a list")
+            return ()
+        if len(value) > ROLLOUT_TARGETS_MAX:
+            self.problem(where, f"at most {ROLLOUT_TARGETS_MAX} workloads, got {len(value)}")
+        targets: list[RolloutTarget] = []
+        for index, item in enumerate(value):
+            path = f"{where}[{index}]"
+            entry = self.mapping(item, path, required=True)
+            if entry is None:
+                continue
+            unknown = sorted(set(entry) - {"kind", "name"})
+            if unknown:
+                self.problem(path, f"unknown field(s) {', '.join(unknown)}")
+            kind = self.string(entry, "kind", f"{path}.kind")
+            if kind is not None and kind not in ROLLOUT_KINDS:
+                self.problem(
+                    f"{path}.kind", f"must be one of {', '.join(ROLLOUT_KINDS)}, got {kind!r}"
+                )
+                kind = None
+            name = self.string(
+                entry,
+                "name",
+                f"{path}.name",
+                pattern=_K8S_NAME_RE,
+                pattern_hint="is not a valid object name (lowercase RFC 1123 subdomain)",
+            )
+            if kind is None or name is None:
+                continue
+            target = RolloutTarget(kind, name)
+            if target in targets:
+                self.problem(path, f"{target} is listed twice")
+                continue
+            targets.append(target)
+        return tuple(targets)
 
     def target(self, value: Any, default_field: str) -> Target | None:
         target = self.mapping(value, "spec.target", required=True)

@@ -95,4 +95,13 @@ seccompProfile:
   resources: {{ toJson .resources }}
   verbs: [get]
 {{- end }}
+{{- range .Values.rbac.rolloutRestartRules }}
+# spec.rolloutRestartTargets: read and annotate these workloads' Pod templates
+- apiGroups: [apps]
+  resources: {{ toJson .resources }}
+  {{- with .resourceNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
+  verbs: [get, patch]
+{{- end }}
 {{- end -}}

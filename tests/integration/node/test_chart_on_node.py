@@ -12,13 +12,14 @@ Everything is checked in Ceph, the Secrets and Vault directly.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import statistics
 import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from node_helpers import (
 from rotation_helpers import (
     ceph_config,
     create_cr,
+    events_for,
     get_cr,
     read_secret,
     unique,
@@ -84,6 +86,7 @@ class Deployed:
     installed_at: float
     images: dict[str, str] = field(default_factory=dict)
     upgrade_crs: list[tuple[str, str]] = field(default_factory=list)  # (name, Vault path)
+    rolled_path: str = ""  # the CR whose promotion rolls a Deployment
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -106,6 +109,8 @@ class Deployed:
             **overrides,
         }
         sets = [item for k, v in values.items() for item in ("--set", f"{k}={v}")]
+        rules = json.dumps(self.rendered["rbac"]["rbac"]["rolloutRestartRules"])
+        sets += ["--set-json", f"rbac.rolloutRestartRules={rules}"]  # from policy render
         return [release, str(CHART), "--namespace", namespace, "-f", str(NODE_VALUES), *sets]
 
 
@@ -209,6 +214,19 @@ def deployed(node_env: Environment) -> Iterator[Deployed]:
             },
         )
         upgrade_crs.append((name, path))
+    rolled_path = unique("node/rolled")
+    vault_put(env, rolled_path, {"value": "rolled-" + unique("pw")})
+    create_cr(
+        api,
+        apps,
+        "rolled",
+        {
+            "source": {"mount": "secret", "path": rolled_path},
+            "secret": {"name": "rolled"},
+            "target": {"config": {"who": f"client.rgw.{unique('rolled')}", "option": OPTION}},
+            "rolloutRestartTargets": [{"kind": "Deployment", "name": "auto-consumer"}],
+        },
+    )
     ceph_user = f"client.{unique('vbnode')}"
     done = _cli_render(env, apps, system, policy, role, ceph_user)
     rendered = json.loads(done)
@@ -262,6 +280,7 @@ def deployed(node_env: Environment) -> Iterator[Deployed]:
         installed_at=0.0,
         images=dict(node_of(env).images),
         upgrade_crs=upgrade_crs,
+        rolled_path=rolled_path,
     )
     _release_inputs(d, system)
     d.installed_at = time.monotonic()
@@ -550,67 +569,66 @@ def test_a_mounted_consumer_authenticates_through_five_rotations(deployed: Deplo
     d.core.delete_namespaced_pod("csi-consumer", d.apps, grace_period_seconds=0)
 
 
-def test_an_env_consumer_sees_a_rotation_after_a_rollout_restart(deployed: Deployed) -> None:
-    d = deployed
-    node = node_of(d.env)
+def _env_consumer(d: Deployed, name: str, secret: str) -> Callable[[], str | None]:
+    """A Deployment whose container prints a fingerprint of ``secret``'s value, read from an
+    environment variable at start; returns what reads the fingerprint of its one Ready Pod."""
     script = (
         "import hashlib, os, time\n"
         "print('fp', hashlib.sha256(os.environ['PW'].encode()).hexdigest()[:12], flush=True)\n"
         "time.sleep(3600)\n"
     )
+    container = {
+        "name": "c",
+        "image": node_of(d.env).images["consumer"],
+        "imagePullPolicy": "Never",
+        "command": ["/usr/bin/python3", "-c", script],
+        "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": secret, "key": "value"}}}],
+    }
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "env-consumer"},
+        "metadata": {"name": name},
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": {"app": "env-consumer"}},
+            "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": "env-consumer"}},
+                "metadata": {"labels": {"app": name}},
                 "spec": {
                     "hostNetwork": True,
                     "terminationGracePeriodSeconds": 1,
-                    "containers": [
-                        {
-                            "name": "c",
-                            "image": node.images["consumer"],
-                            "imagePullPolicy": "Never",
-                            "command": ["/usr/bin/python3", "-c", script],
-                            "env": [
-                                {
-                                    "name": "PW",
-                                    "valueFrom": {"secretKeyRef": {"name": "rgw", "key": "value"}},
-                                }
-                            ],
-                        }
-                    ],
+                    "containers": [container],
                 },
             },
         },
     }
-    apps_api = k8s.AppsV1Api(d.api)
-    apps_api.create_namespaced_deployment(d.apps, deployment)
+    k8s.AppsV1Api(d.api).create_namespaced_deployment(d.apps, deployment)
 
     def fingerprint() -> str | None:
-        found = [p for p in pods(d.api, d.apps, "app=env-consumer") if ready(p)]
+        found = [p for p in pods(d.api, d.apps, f"app={name}") if ready(p)]
         if len(found) != 1:
             return None
         out = _logs(d, d.apps, found[0].metadata.name, "c")
         return out.split()[1] if out.startswith("fp ") else None
 
-    import hashlib
+    return fingerprint
 
-    def fp_of(value: str) -> str:
-        return hashlib.sha256(value.encode()).hexdigest()[:12]
 
+def _fp(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def test_an_env_consumer_sees_a_rotation_after_a_rollout_restart(deployed: Deployed) -> None:
+    d = deployed
+    fingerprint = _env_consumer(d, "env-consumer", "rgw")
     before = wait_for(fingerprint, "the env consumer runs", timeout=120, interval=0.5)
-    assert before == fp_of(_secret(d, "rgw")["value"])
+    assert before == _fp(_secret(d, "rgw")["value"])
     version = vault_put(d.env, d.rgw_path, {"value": "third-" + unique("pw")})
     post_to_leader("/v1/trigger", {"mount": "secret", "path": d.rgw_path}, WEBHOOK_TOKEN)
     _promoted_at(d, "rgw", version)
     time.sleep(2)
     assert fingerprint() == before  # an environment variable never follows a Secret
     # what the README tells users to do (kubectl rollout restart does exactly this patch)
+    apps_api = k8s.AppsV1Api(d.api)
     apps_api.patch_namespaced_deployment(
         "env-consumer",
         d.apps,
@@ -624,9 +642,35 @@ def test_an_env_consumer_sees_a_rotation_after_a_rollout_restart(deployed: Deplo
             }
         },
     )
-    new = fp_of(_secret(d, "rgw")["value"])
+    new = _fp(_secret(d, "rgw")["value"])
     wait_for(lambda: fingerprint() == new, "the restarted consumer sees the new value", 120, 0.5)
     apps_api.delete_namespaced_deployment("env-consumer", d.apps)
+
+
+def test_a_rollout_restart_target_is_rolled_by_each_promotion(deployed: Deployed) -> None:
+    """spec.rolloutRestartTargets through the chart's RBAC (rendered by policy render): the
+    controller in the Pod annotates the Deployment and its new Pod reads the new value."""
+    d = deployed
+    _promoted_at(d, "rolled", 1)
+    fingerprint = _env_consumer(d, "auto-consumer", "rolled")
+    wait_for(lambda: fingerprint() == _fp(_secret(d, "rolled")["value"]), "it runs", 120, 0.5)
+    apps_api = k8s.AppsV1Api(d.api)
+    for n in range(2):
+        version = vault_put(d.env, d.rolled_path, {"value": f"rolled-{n}-" + unique("pw")})
+        triggered = time.monotonic()
+        post_to_leader("/v1/trigger", {"mount": "secret", "path": d.rolled_path}, WEBHOOK_TOKEN)
+        _promoted_at(d, "rolled", version)
+        new = _fp(_secret(d, "rolled")["value"])
+        wait_for(lambda new=new: fingerprint() == new, "the rolled Pod sees it", 120, 0.5)
+        print(
+            f"rollout restart: trigger -> new Pod reads v{version} in "
+            f"{time.monotonic() - triggered:.1f} s"
+        )
+        template = apps_api.read_namespaced_deployment("auto-consumer", d.apps).spec.template
+        assert template.metadata.annotations["rotation.vaultbridge.io/rolled"] == str(version)
+    reasons = [e["reason"] for e in events_for(d.api, d.apps, "rolled")]
+    assert "RolloutRestarted" in reasons and "RolloutRestartFailed" not in reasons
+    apps_api.delete_namespaced_deployment("auto-consumer", d.apps)
 
 
 def test_the_pods_run_as_pod_security_restricted_and_the_sink_is_group_only(
