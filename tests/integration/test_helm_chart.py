@@ -164,6 +164,35 @@ def test_rendered_pod_is_least_privilege_and_memory_backed(testenv: Environment)
     assert not [d for d in docs if d["kind"].startswith("Cluster")]
 
 
+def test_rollout_restart_rules_grant_get_and_patch_of_the_named_workloads_only(
+    testenv: Environment,
+) -> None:
+    rules = '[{"resources": ["deployments"], "resourceNames": ["web", "api"]}]'
+    docs = render(
+        testenv,
+        "--set",
+        "watchNamespaces={apps}",
+        "--set-json",
+        f"rbac.rolloutRestartRules={rules}",
+    )
+    workload_roles = [
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "apps"
+    ]
+    assert len(workload_roles) == 1
+    for role in workload_roles:
+        apps = [r for r in role["rules"] if r["apiGroups"] == ["apps"]]
+        assert apps == [
+            {
+                "apiGroups": ["apps"],
+                "resources": ["deployments"],
+                "resourceNames": ["web", "api"],
+                "verbs": ["get", "patch"],
+            }
+        ]
+    plain = [d for d in render(testenv) if d["kind"] == "Role"]
+    assert not [r for role in plain for r in role["rules"] if r["apiGroups"] == ["apps"]]
+
+
 def test_install_creates_every_object_and_the_pod_passes_restricted(
     testenv: Environment, api: k8s.ApiClient, restricted_ns: str, watched_ns: str
 ) -> None:
