@@ -108,6 +108,8 @@ def test_a_missing_workload_is_a_warning_and_the_promotion_stands() -> None:
     assert workloads.patches == [("Deployment", "web", "1")]
     warning = [e for e in world.events.events if e[2] == "RolloutRestartFailed"]
     assert warning and "Deployment/gone" in warning[0][3] and warning[0][1] == "Warning"
+    vb.reconcile(REF)  # a resync does not warn again
+    assert [e[2] for e in world.events.events].count("RolloutRestartFailed") == 1
 
 
 def test_the_annotation_key_fits_a_long_cr_name() -> None:

@@ -41,8 +41,9 @@ class Rollouts:
 
     def after(self, credential: CredentialObject, outcome: Outcome) -> None:
         """Roll the CR's workloads that do not run ``outcome``'s version yet (see the module
-        docstring for when). Never raises: a failed restart is a Warning Event naming the
-        workload; the credential stays promoted, and the next reconcile tries again."""
+        docstring for when). Never raises: a failed restart at a promotion is a Warning Event
+        naming the workload; the credential stays promoted, and the next reconcile tries again
+        (its failures are only logged, so a missing workload is not warned about every resync)."""
         targets = credential.spec.rollout_restart_targets
         version = credential.status.current_version
         if not targets or not outcome.ok or version is None:
@@ -61,6 +62,9 @@ class Rollouts:
                     namespace, target.kind, target.name, key, value
                 )
             except BackendError as exc:
+                if not promoted:  # a catch-up on a resync: warned at the promotion already
+                    log.info("%s: cannot restart %s yet: %s", credential.ref, target, exc)
+                    continue
                 self.reporter.event(
                     credential,
                     "Warning",

@@ -44,7 +44,6 @@ from node_helpers import (
 from rotation_helpers import (
     ceph_config,
     create_cr,
-    events_for,
     get_cr,
     read_secret,
     unique,
@@ -668,8 +667,15 @@ def test_a_rollout_restart_target_is_rolled_by_each_promotion(deployed: Deployed
         )
         template = apps_api.read_namespaced_deployment("auto-consumer", d.apps).spec.template
         assert template.metadata.annotations["rotation.vaultbridge.io/rolled"] == str(version)
-    reasons = [e["reason"] for e in events_for(d.api, d.apps, "rolled")]
-    assert "RolloutRestarted" in reasons and "RolloutRestartFailed" not in reasons
+    # raw: the typed client cannot read the deployment controller's Events (no eventTime)
+    _status_code, body = d.env.kube.get(f"/apis/events.k8s.io/v1/namespaces/{d.apps}/events")
+    items = json.loads(body)["items"]
+    mine = [e for e in items if (e.get("regarding") or {}).get("name") == "rolled"]
+    restarted = [e["note"] for e in mine if e["reason"] == "RolloutRestarted"]
+    failed = [e["note"] for e in mine if e["reason"] == "RolloutRestartFailed"]
+    assert len(restarted) >= 2, restarted
+    # the one failure allowed: version 1, promoted before the test made the Deployment
+    assert all("for version 1:" in n and "KubeNotFound" in n for n in failed), failed
     apps_api.delete_namespaced_deployment("auto-consumer", d.apps)
 
 
