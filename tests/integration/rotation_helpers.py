@@ -142,6 +142,25 @@ def wait_for(check: Any, what: str, timeout: float = 60.0, interval: float = 0.1
         time.sleep(interval)
 
 
+def create_config_cr(
+    api: k8s.ApiClient,
+    ns: str,
+    name: str,
+    path: str,
+    who: str,
+    option: str = "rgw_keystone_admin_password",
+    **extra: Any,
+) -> None:
+    """A config-target CR reading ``path``, whose Secret has the CR's name."""
+    spec = {
+        "source": {"mount": "secret", "path": path},
+        "secret": {"name": name},
+        "target": {"config": {"who": who, "option": option}},
+        **extra,
+    }
+    create_cr(api, ns, name, spec)
+
+
 def config_spec(
     path: str, who: str, option: str = "rgw_keystone_admin_password", **extra: Any
 ) -> dict[str, Any]:

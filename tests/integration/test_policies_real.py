@@ -35,6 +35,7 @@ from kubernetes import client as k8s
 from rotation_helpers import (
     api_client,
     ceph_config,
+    create_config_cr,
     create_cr,
     get_cr,
     read_secret,
@@ -184,16 +185,7 @@ def setup(testenv: Environment, tmp_path_factory: pytest.TempPathFactory) -> Ite
     rgw_who, rgw_path = f"client.rgw.{unique('store')}", unique("ceph/rgw")
     cephx_entity, cephx_path = f"client.{unique('app')}", unique("ceph/app")
     vault_put(testenv, rgw_path, {"value": "first-" + unique("pw")})
-    create_cr(
-        api,
-        ns,
-        "rgw",
-        {
-            "source": {"mount": "secret", "path": rgw_path},
-            "secret": {"name": "rgw"},
-            "target": {"config": {"who": rgw_who, "option": OPTION}},
-        },
-    )
+    create_config_cr(api, ns, "rgw", rgw_path, rgw_who, OPTION)
     create_cr(
         api,
         ns,

@@ -43,6 +43,7 @@ from node_helpers import (
 )
 from rotation_helpers import (
     ceph_config,
+    create_config_cr,
     create_cr,
     get_cr,
     read_secret,
@@ -160,16 +161,7 @@ def deployed(node_env: Environment) -> Iterator[Deployed]:
     # the CRs, before the policies are rendered from them
     rgw_who, rgw_path = f"client.rgw.{unique('store')}", unique("node/rgw")
     vault_put(env, rgw_path, {"value": "first-" + unique("pw")})
-    create_cr(
-        api,
-        apps,
-        "rgw",
-        {
-            "source": {"mount": "secret", "path": rgw_path},
-            "secret": {"name": "rgw"},
-            "target": {"config": {"who": rgw_who, "option": OPTION}},
-        },
-    )
+    create_config_cr(api, apps, "rgw", rgw_path, rgw_who)
     app_entity, app_path = f"client.{unique('app')}", unique("node/app")
     create_cr(
         api,
@@ -186,46 +178,18 @@ def deployed(node_env: Environment) -> Iterator[Deployed]:
         },
     )
     sched_who, sched_path = f"client.rgw.{unique('sched')}", unique("node/sched")
-    create_cr(
-        api,
-        apps,
-        "sched",
-        {
-            "source": {"mount": "secret", "path": sched_path},
-            "secret": {"name": "sched"},
-            "target": {"config": {"who": sched_who, "option": OPTION}},
-            "generate": True,
-            "schedule": "* * * * *",
-        },
-    )
+    create_config_cr(api, apps, "sched", sched_path, sched_who, generate=True, schedule="* * * * *")
     upgrade_crs = []  # for the upgrade test: in the policies from the start
     for i in range(6):
         name, path = f"up-{i}", unique("node/up")
         vault_put(env, path, {"value": f"up-init-{i}"})
-        create_cr(
-            api,
-            apps,
-            name,
-            {
-                "source": {"mount": "secret", "path": path},
-                "secret": {"name": name},
-                "target": {"config": {"who": f"client.rgw.{unique('up')}", "option": OPTION}},
-            },
-        )
+        create_config_cr(api, apps, name, path, f"client.rgw.{unique('up')}")
         upgrade_crs.append((name, path))
     rolled_path = unique("node/rolled")
     vault_put(env, rolled_path, {"value": "rolled-" + unique("pw")})
-    create_cr(
-        api,
-        apps,
-        "rolled",
-        {
-            "source": {"mount": "secret", "path": rolled_path},
-            "secret": {"name": "rolled"},
-            "target": {"config": {"who": f"client.rgw.{unique('rolled')}", "option": OPTION}},
-            "rolloutRestartTargets": [{"kind": "Deployment", "name": "auto-consumer"}],
-        },
-    )
+    rolled = [{"kind": "Deployment", "name": "auto-consumer"}]
+    who = f"client.rgw.{unique('rolled')}"
+    create_config_cr(api, apps, "rolled", rolled_path, who, rolloutRestartTargets=rolled)
     ceph_user = f"client.{unique('vbnode')}"
     done = _cli_render(env, apps, system, policy, role, ceph_user)
     rendered = json.loads(done)
@@ -890,16 +854,7 @@ def test_a_wrong_vault_role_is_not_ready_naming_the_agent(deployed: Deployed) ->
     d = deployed
     ns = _namespace(d.core, "badrole")
     _release_inputs(d, ns)
-    create_cr(
-        d.api,
-        ns,
-        "quiet",
-        {
-            "source": {"mount": "secret", "path": d.rgw_path},
-            "secret": {"name": "quiet"},
-            "target": {"config": {"who": f"client.rgw.{unique('q')}", "option": OPTION}},
-        },
-    )
+    create_config_cr(d.api, ns, "quiet", d.rgw_path, f"client.rgw.{unique('q')}")
     helm(
         d.env,
         "install",
