@@ -865,26 +865,30 @@ def test_a_wrong_vault_role_is_not_ready_naming_the_agent(deployed: Deployed) ->
         ),
     )
 
-    seen: list[str] = []
-
-    def unready_reason() -> str | None:
-        found = pods(d.api, ns, "app.kubernetes.io/instance=badrole")
-        if not found:
-            return None
-        seen[:] = [e for e in pod_events(d.api, ns, found[0].metadata.name) if "Readiness" in e]
-        # the first failures may come before the server listens ("no HTTP answer")
-        named = [e for e in seen if "Vault Agent" in e]
-        return named[0] if named else None
-
     try:
-        wait_for(unready_reason, "a readiness failure names the Agent", timeout=180, interval=1.0)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; readiness events: {seen}") from None
-    assert not ready(pods(d.api, ns, "app.kubernetes.io/instance=badrole")[0])
-    assert not (get_cr(d.api, ns, "quiet").get("status") or {}).get("currentVersion")
-    assert read_secret(d.api, ns, "quiet") is None
-    helm(d.env, "uninstall", "badrole", "--namespace", ns)
-    d.core.delete_namespace(ns)
+        seen: list[str] = []
+
+        def unready_reason() -> str | None:
+            found = pods(d.api, ns, "app.kubernetes.io/instance=badrole")
+            if not found:
+                return None
+            seen[:] = [e for e in pod_events(d.api, ns, found[0].metadata.name) if "Readiness" in e]
+            # the first failures may come before the server listens ("no HTTP answer")
+            named = [e for e in seen if "Vault Agent" in e]
+            return named[0] if named else None
+
+        try:
+            wait_for(
+                unready_reason, "a readiness failure names the Agent", timeout=180, interval=1.0
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; readiness events: {seen}") from None
+        assert not ready(pods(d.api, ns, "app.kubernetes.io/instance=badrole")[0])
+        assert not (get_cr(d.api, ns, "quiet").get("status") or {}).get("currentVersion")
+        assert read_secret(d.api, ns, "quiet") is None
+    finally:  # a failure must not leave a release on the shared port
+        helm(d.env, "uninstall", "badrole", "--namespace", ns, check=False)
+        d.core.delete_namespace(ns)
 
 
 def test_a_missing_keyring_secret_keeps_the_pod_from_starting(deployed: Deployed) -> None:
