@@ -3,6 +3,7 @@
     make bench                                  # everything, default sizes
     make bench BENCH_ARGS="--only config --count 200 --rook-sample 20"
     make bench BENCH_ARGS="--only node"         # Secret -> volume on the test node
+    make bench BENCH_ARGS="--only idle --idle-count 2000"   # idle cost per credential-hour
 
 Results are also written to bench/results/<name>.json (git-ignored).
 """
@@ -36,8 +37,8 @@ def main() -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["config", "cephx", "triggers", "node"],
-        help="run only these benchmarks (repeatable); node (on the test node) only when named",
+        choices=["config", "cephx", "triggers", "node", "idle"],
+        help="run only these benchmarks (repeatable); node and idle only when named",
     )
     parser.add_argument("--count", type=int, default=1000, help="config credentials to rotate")
     parser.add_argument(
@@ -49,6 +50,12 @@ def main() -> int:
     parser.add_argument("--mons", type=int, default=1, help="Ceph monitors to start")
     parser.add_argument(
         "--workers", type=int, default=8, help="worker threads for the concurrent config pass"
+    )
+    parser.add_argument(
+        "--idle-count", type=int, default=500, help="credentials for the idle-cost benchmark"
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=130.0, help="idle window of the idle benchmark"
     )
     args = parser.parse_args()
     wanted = args.only or ["config", "cephx", "triggers"]
@@ -70,6 +77,8 @@ def main() -> int:
                 continue
             if name == "config":
                 results[name] = module.run(env, args.count, args.rook_sample, log, args.workers)
+            elif name == "idle":
+                results[name] = module.run(env, log, args.idle_count, args.idle_seconds)
             else:
                 results[name] = module.run(env, log)
     finally:

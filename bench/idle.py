@@ -1,0 +1,170 @@
+"""Idle cost of ``vaultbridge run`` at N credentials: what it asks of the API server, Vault and
+the mons, and its memory, while nothing is due (the baseline of issue 16).
+
+N config-key credentials (one Vault path each) are created, the controller starts with default
+settings except the resync interval (set so that one resync falls inside the idle window), and
+once every CR is promoted the benchmark waits ``idle`` seconds. Counted:
+
+- Kubernetes: the API server's own ``apiserver_request_total`` (every client; the
+  controller-manager's share is measured in a window before vaultbridge starts and reported);
+- Vault and Ceph: vaultbridge's ``vaultbridge_backend_requests_total`` (each engine port call);
+- the controller's RSS after the sync and at the end, and its CPU while idle.
+
+Figures are per credential-hour, the unit of issue 16's targets. Opt in: ``--only idle``
+(``--idle-count``, ``--idle-seconds``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hvac
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from bench.triggers import GROUP, PLURAL, VERSION, _Controller
+from vaultbridge.testenv.env import Environment
+
+COUNT = 500
+IDLE = 130.0
+
+
+def _apiserver_requests(env: Environment) -> float:
+    status, body = env.kube.get("/metrics", timeout=10)
+    if status != 200:
+        raise RuntimeError(f"apiserver /metrics answered {status}")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("apiserver_request_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _controller_requests(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith('vaultbridge_backend_requests_total{backend="'):
+            backend = line.split('"', 2)[1]
+            found[backend] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    env: Environment, log: Callable[[str], None], count: int = COUNT, idle: float = IDLE
+) -> dict[str, Any]:
+    api = k8s_config.new_client_from_config(config_file=str(env.kube.kubeconfig))
+    custom = k8s.CustomObjectsApi(api)
+    vault = hvac.Client(url=env.vault.addr, token=env.vault.token)
+    ns = f"bench-idle-{uuid.uuid4().hex[:6]}"
+    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
+    workdir = Path(tempfile.mkdtemp(prefix="vaultbridge-bench-idle-"))
+    log(f"idle: creating {count} config-key credentials in {ns}")
+    for i in range(count):
+        path = f"bench/{ns}/c{i}"
+        vault.secrets.kv.v2.create_or_update_secret(
+            path=path, secret={"value": f"idle-{i}-{uuid.uuid4().hex[:8]}"}, mount_point="secret"
+        )
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "CredentialRotation",
+            "metadata": {"name": f"c{i}"},
+            "spec": {
+                "source": {"mount": "secret", "path": path},
+                "secret": {"name": f"c{i}"},
+                "target": {"configKey": {"key": f"bench/{ns}/c{i}"}},
+            },
+        }
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+
+    control_began, control_before = time.monotonic(), _apiserver_requests(env)
+    time.sleep(20)
+    others_per_s = (_apiserver_requests(env) - control_before) / (time.monotonic() - control_began)
+
+    resync = max(idle * 0.75, 10.0)  # one resync inside the idle window
+    controller = _Controller(
+        env, ns, workdir, VAULTBRIDGE_CONTROLLER__RESYNC_INTERVAL=str(round(resync))
+    )
+    try:
+        began = time.monotonic()
+        while True:
+            items = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+            done = sum(1 for o in items if (o.get("status") or {}).get("currentVersion") == 1)
+            if done == count:
+                break
+            if time.monotonic() - began > 1800:
+                raise RuntimeError(f"idle: only {done} of {count} promoted after 30 min")
+            time.sleep(2)
+        synced_s = time.monotonic() - began
+        pid = controller.proc.pid
+        rss_synced = _rss_mb(pid)
+        log(f"idle: {count} promoted in {synced_s:.0f} s; idle for {idle:.0f} s")
+        window_began = time.monotonic()
+        kube_before, mine_before = _apiserver_requests(env), _controller_requests(controller.port)
+        cpu_before = _cpu_seconds(pid)
+        time.sleep(idle)
+        seconds = time.monotonic() - window_began
+        kube = _apiserver_requests(env) - kube_before - others_per_s * seconds
+        mine = {
+            k: v - mine_before.get(k, 0.0) for k, v in _controller_requests(controller.port).items()
+        }
+        cpu = (_cpu_seconds(pid) - cpu_before) / seconds
+        rss_idle = _rss_mb(pid)
+    finally:
+        controller.stop()
+        k8s.CoreV1Api(api).delete_namespace(ns)
+
+    per_hour = 3600.0 / seconds / count
+
+    def rate(n: float) -> float:
+        return round(n * per_hour, 3)
+
+    result = {
+        "credentials": count,
+        "resync_interval_s": round(resync),
+        "first_sync_s": round(synced_s, 1),
+        "idle_window_s": round(seconds, 1),
+        "rss_mb_after_sync": rss_synced,
+        "rss_mb_idle": rss_idle,
+        "idle_cpu_fraction_of_a_core": round(cpu, 3),
+        "requests_in_window": {
+            "kubernetes": round(kube),
+            "vault": round(mine.get("vault", 0.0)),
+            "ceph": round(mine.get("ceph", 0.0)),
+            "kubernetes_others_per_s": round(others_per_s, 2),
+        },
+        # the window holds one resync: what one resync costs per credential
+        "per_credential_in_window": {
+            "kubernetes": round(kube / count, 2),
+            "vault": round(mine.get("vault", 0.0) / count, 2),
+            "ceph": round(mine.get("ceph", 0.0) / count, 2),
+        },
+        "per_credential_hour": {
+            "kubernetes": rate(kube),
+            "vault": rate(mine.get("vault", 0.0)),
+            "ceph": rate(mine.get("ceph", 0.0)),
+        },
+    }
+    log("idle: " + json.dumps(result["per_credential_hour"]) + " requests per credential-hour")
+    return result
