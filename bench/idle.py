@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -26,11 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hvac
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
-from bench.triggers import GROUP, PLURAL, VERSION, _Controller
+from bench.triggers import GROUP, PLURAL, VERSION, _Controller, clients_and_namespace
 from vaultbridge.testenv.env import Environment
 
 COUNT = 500
@@ -74,12 +71,7 @@ def _cpu_seconds(pid: int) -> float:
 def run(
     env: Environment, log: Callable[[str], None], count: int = COUNT, idle: float = IDLE
 ) -> dict[str, Any]:
-    api = k8s_config.new_client_from_config(config_file=str(env.kube.kubeconfig))
-    custom = k8s.CustomObjectsApi(api)
-    vault = hvac.Client(url=env.vault.addr, token=env.vault.token)
-    ns = f"bench-idle-{uuid.uuid4().hex[:6]}"
-    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
-    workdir = Path(tempfile.mkdtemp(prefix="vaultbridge-bench-idle-"))
+    api, custom, vault, ns, workdir = clients_and_namespace(env, "idle")
     log(f"idle: creating {count} config-key credentials in {ns}")
     for i in range(count):
         path = f"bench/{ns}/c{i}"

@@ -125,6 +125,19 @@ class _Controller:
         self.log.close()
 
 
+def clients_and_namespace(
+    env: Environment, name: str
+) -> tuple[k8s.ApiClient, k8s.CustomObjectsApi, hvac.Client, str, Path]:
+    """The Kubernetes and Vault clients, a new namespace ``bench-<name>-...`` and a work
+    folder, for one benchmark."""
+    api = k8s_config.new_client_from_config(config_file=str(env.kube.kubeconfig))
+    vault = hvac.Client(url=env.vault.addr, token=env.vault.token)
+    ns = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
+    workdir = Path(tempfile.mkdtemp(prefix=f"vaultbridge-bench-{name}-"))
+    return api, k8s.CustomObjectsApi(api), vault, ns, workdir
+
+
 def _ceph_value(env: Environment, who: str) -> str | None:
     for row in json.loads(env.ceph.ceph("config", "dump", "-f", "json")):
         if row["section"] == who and row["name"] == OPTION:
@@ -133,12 +146,7 @@ def _ceph_value(env: Environment, who: str) -> str | None:
 
 
 def run(env: Environment, log: Callable[[str], None], runs: int = RUNS) -> dict[str, Any]:
-    api = k8s_config.new_client_from_config(config_file=str(env.kube.kubeconfig))
-    custom = k8s.CustomObjectsApi(api)
-    vault = hvac.Client(url=env.vault.addr, token=env.vault.token)
-    ns = f"bench-triggers-{uuid.uuid4().hex[:6]}"
-    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
-    workdir = Path(tempfile.mkdtemp(prefix="vaultbridge-bench-triggers-"))
+    api, custom, vault, ns, workdir = clients_and_namespace(env, "triggers")
     agent_file = workdir / "rendered.txt"
     agent_file.write_text("# rendered by vault agent\n")
 
