@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from vaultbridge.adapters import (
+    CephListings,
     CephMon,
     CephxMon,
     KubeCredentials,
@@ -196,6 +197,7 @@ def build(
         takeover_after=timedelta(seconds=settings.rotation.takeover_after),
         may_act=may_act,
         workloads=counted(WorkloadClient(kube), "kubernetes"),
+        listing=counted(CephListings(ceph_conn), "ceph") if ceph_conn else None,
     )
     app = App(settings, kube, crs, engine, vault_client, ceph_conn, own_writes=secrets.written)
     for closer in (

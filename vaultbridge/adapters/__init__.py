@@ -6,11 +6,12 @@ is the one place where the two meet, one module per backend, so that neither sid
 the other and ``vaultbridge.app`` only has to pick which ones to wire together.
 """
 
-from vaultbridge.adapters.ceph import CephMon, CephxMon
+from vaultbridge.adapters.ceph import CephListings, CephMon, CephxMon
 from vaultbridge.adapters.kube import KubeCredentials, KubeEvents, KubeSecrets, credential_from
 from vaultbridge.adapters.vault import VaultKv
 
 __all__ = [
+    "CephListings",
     "CephMon",
     "CephxMon",
     "KubeCredentials",

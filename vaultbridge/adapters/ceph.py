@@ -146,3 +146,24 @@ class CephMon:
 
     def config_key_remove(self, key: str) -> None:
         self.config_keys.remove(key)
+
+
+class CephListings:
+    """Whole listings for the drift sweep, shaped to the engine's ``CephListing`` port."""
+
+    def __init__(self, conn: CephConnection) -> None:
+        self.config = ConfigStore(conn)
+        self.config_keys = ConfigKeyStore(conn)
+        self.auth = CephxAuth(conn)
+
+    def config_values(self) -> Mapping[ConfigKey, Sensitive]:
+        return self.config.dump()
+
+    def config_key_values(self, prefix: str) -> Mapping[str, Sensitive]:
+        return self.config_keys.dump(prefix)
+
+    def cephx_entities(self) -> Mapping[str, CephxEntity]:
+        return {
+            name: CephxEntity(found.name, found.key, dict(found.caps), found.pending_key)
+            for name, found in self.auth.dump().items()
+        }

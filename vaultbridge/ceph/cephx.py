@@ -103,6 +103,17 @@ class Entity:
     pending_key: Sensitive | None = None  # Reef and later: staged, committed on first use
 
 
+def _entity_from(name: str, row: dict[str, Any]) -> Entity:
+    caps = row.get("caps") or {}
+    pending = row.get("pending_key")
+    return Entity(
+        name=name,
+        key=Sensitive(str(row.get("key", ""))),
+        caps={str(k): str(v) for k, v in caps.items()},
+        pending_key=Sensitive(str(pending)) if pending else None,
+    )
+
+
 class CephxAuth:
     """``auth get/add/import/caps/rm/ls`` on one connection, plus key verification."""
 
@@ -124,15 +135,19 @@ class CephxAuth:
             raise
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, dict) and row.get("entity") == name:
-                caps = row.get("caps") or {}
-                pending = row.get("pending_key")
-                return Entity(
-                    name=name,
-                    key=Sensitive(str(row.get("key", ""))),
-                    caps={str(k): str(v) for k, v in caps.items()},
-                    pending_key=Sensitive(str(pending)) if pending else None,
-                )
+                return _entity_from(name, row)
         return None
+
+    def dump(self) -> dict[str, Entity]:
+        """Every entity with its key, pending key and caps, from one ``auth ls``."""
+        dump = self.conn.mon_json({"prefix": "auth ls"})
+        rows = dump.get("auth_dump", []) if isinstance(dump, dict) else []
+        found: dict[str, Entity] = {}
+        for row in rows:
+            if isinstance(row, dict) and row.get("entity"):
+                name = str(row["entity"])
+                found[name] = _entity_from(name, row)
+        return found
 
     def list_entities(self, prefix: str = "") -> list[str]:
         """Names of all entities starting with ``prefix`` (keys are read and dropped)."""

@@ -31,6 +31,16 @@ class ConfigKeyStore:
             raise
         return Sensitive(out.decode("utf-8", errors="surrogateescape"))
 
+    def dump(self, prefix: str = "") -> dict[str, Sensitive]:
+        """Every entry whose key starts with ``prefix``, from one ``config-key dump``."""
+        command: dict[str, str] = {"prefix": "config-key dump"}
+        if prefix:
+            command["key"] = prefix
+        found = self.conn.mon_json(command)
+        if not isinstance(found, dict):
+            raise CephRejected(f"config-key dump: unexpected answer ({self.conn.where})")
+        return {str(key): Sensitive(str(value)) for key, value in found.items()}
+
     def exists(self, key: str) -> bool:
         try:
             self.conn.mon_command({"prefix": "config-key exists", "key": key})

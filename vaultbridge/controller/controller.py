@@ -1,5 +1,5 @@
-"""The controller's wiring: one index, one work queue and its workers, the watches, the
-triggers and the HTTP server, started and stopped with each term of leadership."""
+"""The controller's wiring: one index, one work queue and its workers, the watches, the drift
+sweep, the triggers and the HTTP server, started and stopped with each term of leadership."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from vaultbridge.app import App, build
 from vaultbridge.controller.http import routes
 from vaultbridge.controller.index import CredentialIndex
 from vaultbridge.controller.leadership import Leadership
+from vaultbridge.controller.sweep import Sweeper
 from vaultbridge.controller.triggers import Triggers
 from vaultbridge.controller.watches import SecretKey, Watches
 from vaultbridge.controller.work import Workers
@@ -74,6 +75,15 @@ class Controller:
             namespaces=self.namespaces,
             own_writes=own_writes,
         )
+        self.sweeper = Sweeper(
+            engine=engine,
+            index=self.index,
+            watches=self.watches,
+            workers=self.workers,
+            leadership=leadership,
+            metrics=metrics,
+            interval=settings.controller.resync_interval,
+        )
         self.metrics.track_credentials(self.index.samples)
         self._threads: list[threading.Thread] = []
         self.http: HttpServer | None = None
@@ -100,8 +110,7 @@ class Controller:
             self._spawn(lambda e: self.workers.work(e, ready), f"vaultbridge-worker-{n}", epoch)
         if self.settings.triggers.poll_interval > 0:
             self._spawn(self.triggers.poll_loop, "vaultbridge-poll", epoch)
-        if self.settings.controller.resync_interval > 0:
-            self._spawn(self.triggers.resync_loop, "vaultbridge-resync", epoch)
+        self._spawn(self.sweeper.loop, "vaultbridge-sweep", epoch)
 
     def _stop_leading(self, why: str) -> None:
         if not self.leadership.end(why):

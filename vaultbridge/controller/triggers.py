@@ -3,7 +3,7 @@
 - one APScheduler job per ``spec.schedule`` (a compliance rotation: ``Engine.rotate``);
 - the Vault KV metadata poller, and the Vault Agent file watcher;
 - the webhook (``POST /v1/trigger``, ``POST /v1/schedules/run``) behind its authorizer;
-- the periodic resync of every CR.
+(the periodic drift sweep is ``controller/sweep.py``).
 """
 
 from __future__ import annotations
@@ -127,14 +127,6 @@ class Triggers:
                 self.poller.cycle()
             except Exception:
                 log.exception("poll cycle failed")
-
-    def resync_loop(self, epoch: int) -> None:
-        interval = self.settings.controller.resync_interval
-        while self.leadership.acting(epoch) and not self.leadership.stopping.wait(interval):
-            if not self.leadership.acting(epoch):
-                return
-            for ref in self.index.refs():
-                self.workers.enqueue(ref, "resync")
 
     # -- the webhook -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from vaultbridge.controller.index import CredentialIndex, Entry, entry_from
 from vaultbridge.controller.leadership import Leadership
 from vaultbridge.controller.work import Workers
 from vaultbridge.engine.deletion import CEPHX_FINALIZER
+from vaultbridge.engine.drift import SecretSeen
 from vaultbridge.engine.engine import Engine
 from vaultbridge.kube import (
     OWNER_ANNOTATION,
@@ -72,11 +73,25 @@ class Watches:
         # so an edit made right after a rotation's Secret write is never missed
         self.secrets_watched = threading.Event()
         self.crs_listed = threading.Event()  # the first list of CRs is in the index
+        # (namespace, name) -> the managed Secret as last seen (metadata and fingerprints)
+        self.secrets: dict[SecretKey, dict[str, Any]] | None = None
 
     def reset(self) -> None:
         self.secrets_watched.clear()
         self.crs_listed.clear()
         self.ok.clear()
+        self.secrets = None
+
+    def secrets_listed(self) -> bool:
+        return self.secrets is not None
+
+    def secret_seen(self, namespace: str, name: str) -> SecretSeen | None:
+        """The managed Secret ``namespace/name`` as the watch last saw it (None: not seen)."""
+        obj = (self.secrets or {}).get((namespace, name))
+        if obj is None:
+            return None
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        return SecretSeen(annotations, obj.get("digests") or {})
 
     # -- CredentialRotations ---------------------------------------------------------------------
 
@@ -103,20 +118,21 @@ class Watches:
                 self.leadership.stopping.wait(WATCH_ERROR_PAUSE)
 
     def _listed(self, items: list[dict[str, Any]], first: bool) -> None:
-        """A (re)list: every CR applied, those no longer listed deleted; on the first list of
-        a term, every CR is reconciled once (which resumes journaled rotations)."""
+        """A (re)list: every CR applied, those no longer listed deleted. The first list of a
+        term queues none of them: the drift sweep that follows it (``controller/sweep.py``)
+        queues those that differ, or have a rotation to resume."""
         seen = set()
         for raw in items:
             ref = CredentialRef(raw["metadata"]["namespace"], raw["metadata"]["name"])
             seen.add(ref)
-            if first:
-                self.index.pop(ref)  # reconcile every CR on start
-            self.apply(raw, "ADDED", "resync" if first else "watch")
+            self.apply(raw, "ADDED", "watch", queue_new=not first)
         for ref in [ref for ref in self.index.refs() if ref not in seen]:
             gone = {"metadata": {"namespace": ref.namespace, "name": ref.name}}
             self.apply(gone, "DELETED", "watch")
 
-    def apply(self, raw: dict[str, Any], kind: str, trigger: str) -> None:
+    def apply(
+        self, raw: dict[str, Any], kind: str, trigger: str, *, queue_new: bool = True
+    ) -> None:
         if kind == "BOOKMARK":
             return
         entry = entry_from(raw)
@@ -125,7 +141,7 @@ class Watches:
             # waits for us: the engine removes its cephx entities, then releases it
             old = self.index.put(entry)
             self.scheduling.unschedule(ref)
-            if old is None or not old.deleting:
+            if (old is None and queue_new) or (old is not None and not old.deleting):
                 self.workers.enqueue(ref, trigger)
             return
         if kind == "DELETED" or entry.deleting:
@@ -138,6 +154,8 @@ class Watches:
             return
         old = self.index.put(entry)
         self.scheduling.schedule(entry, raw)
+        if old is None and not queue_new:
+            return
         if old is None or old.generation != entry.generation or old.uid != entry.uid:
             self.workers.enqueue(ref, trigger)
 
@@ -165,6 +183,7 @@ class Watches:
                     for obj in self._changed_while_away(seen, snapshot.items):
                         self._secret_changed(obj)
                 seen = {_key(obj): obj for obj in snapshot.items}
+                self.secrets = seen
                 self.ok["secrets"] = True
                 self.secrets_watched.set()
                 if first:  # after the workers may start: it waits for the CRs' first list

@@ -247,6 +247,12 @@ class CephxDriver:
             return dict(found.caps) == self.caps
         return holds(self._values(found), self.slots(), data)
 
+    def settled(self) -> bool:
+        """No pending key waits to be committed, and the caps are the spec's (else a reconcile
+        commits it, or records the drift)."""
+        found = self.store.get_entity(self.entity)
+        return found is not None and found.pending_key is None and dict(found.caps) == self.caps
+
     def restore(self, preimage: Mapping[str, Sensitive | None]) -> None:
         if self.mode == "alternate":
             self._remove_new_entity()

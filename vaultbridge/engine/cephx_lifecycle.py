@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from vaultbridge.engine.access import Access
+from vaultbridge.engine.ceph_view import CephView
 from vaultbridge.engine.cephx import CAPS_CONDITION, CephxDriver, make_driver, probes
 from vaultbridge.engine.cephx_key_types import key_type_for
 from vaultbridge.engine.cephx_pending import PendingKeySwap
@@ -60,6 +61,14 @@ class CephxLifecycle:
         entity: str | None = None,
     ) -> CephxDriver:
         return make_driver(spec, _target(spec), self.cephx(), status, version, entity=entity)
+
+    def driver_on(
+        self, view: CephView, spec: CredentialSpec, status: Status, version: int | None
+    ) -> CephxDriver:
+        return make_driver(spec, _target(spec), view, status, version)
+
+    def wants_reconcile(self, status: Status) -> bool:
+        return bool(status.retiring)  # earlier entities wait to be retired
 
     def retention(self, spec: CredentialSpec) -> Retention:
         target = _target(spec)

@@ -15,18 +15,21 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from vaultbridge.engine.access import Access
 from vaultbridge.engine.actions import RotationActions
 from vaultbridge.engine.annotations import ROTATION_ANNOTATION, VERSION_ANNOTATION
+from vaultbridge.engine.ceph_view import CephView
 from vaultbridge.engine.cephx_lifecycle import CephxLifecycle
 from vaultbridge.engine.deletion import CephxCleanup
 from vaultbridge.engine.desired import Desired
+from vaultbridge.engine.drift import Observed, Sweep, key_prefix, sweep
 from vaultbridge.engine.lifecycle import Kinds, config_key_lifecycle, config_lifecycle
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.engine.ports import (
+    CephListing,
     CephStore,
     CephxStore,
     CredentialObject,
@@ -82,9 +85,11 @@ class Engine:
         takeover_after: timedelta = timedelta(seconds=30),
         may_act: Callable[[], bool] = always,
         workloads: WorkloadStore | None = None,
+        listing: CephListing | None = None,
     ) -> None:
         self.credentials, self.secrets, self.events = credentials, secrets, events
         self.vault, self.ceph, self.cephx = vault, ceph, cephx
+        self.listing = listing
         self.runtime = Runtime(
             holder or default_holder(), takeover_after, clock, jitter, observer, may_act
         )
@@ -199,6 +204,12 @@ class Engine:
         """Retire the earlier cephx generations whose grace has passed."""
         credential = self.access.read_cr(ref)
         return self.kinds.of(credential.spec).retire_due(credential)
+
+    def drift(self, items: Sequence[Observed]) -> Sweep:
+        """Which of ``items`` (the CRs as the watches hold them) need a reconcile: one listing
+        of Ceph per target kind for all of them, no other request (``engine/drift.py``)."""
+        view = CephView(self.ceph, self.cephx, self.listing, key_prefix=key_prefix(items))
+        return sweep(self.kinds, view, items)
 
     def forget(self, ref: CredentialRef) -> None:
         """Drop the copies of ``ref``'s CR and Secret: its next sync reads both first (the

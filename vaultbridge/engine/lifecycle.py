@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from vaultbridge.engine.ceph_view import CephView
 from vaultbridge.engine.job import Job
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.engine.ports import CephStore, CredentialObject, VaultStore
@@ -42,6 +43,16 @@ class Lifecycle(Protocol):
         entity: str | None = None,
     ) -> TargetDriver:
         """The driver that reads, applies, verifies and restores this target."""
+        ...
+
+    def driver_on(
+        self, view: CephView, spec: CredentialSpec, status: Status, version: int | None
+    ) -> TargetDriver:
+        """The driver of the version ``status`` holds, reading through ``view`` (the sweep)."""
+        ...
+
+    def wants_reconcile(self, status: Status) -> bool:
+        """Does ``status`` alone say a reconcile is due besides drift (a retirement pending)?"""
         ...
 
     def adopt(self, credential: CredentialObject) -> tuple[int, str] | None:
@@ -91,6 +102,14 @@ class PlainLifecycle:
         entity: str | None = None,
     ) -> TargetDriver:
         return self._driver(spec, self.ceph)
+
+    def driver_on(
+        self, view: CephView, spec: CredentialSpec, status: Status, version: int | None
+    ) -> TargetDriver:
+        return self._driver(spec, view)
+
+    def wants_reconcile(self, status: Status) -> bool:
+        return False
 
     def adopt(self, credential: CredentialObject) -> tuple[int, str] | None:
         return None

@@ -176,6 +176,23 @@ class CephxEntity:
     pending_key: Sensitive | None = None  # Reef and later: staged, not yet used
 
 
+class CephListing(Protocol):
+    """Whole listings of what the mons hold, one mon command each: the drift sweep compares
+    every credential against them instead of reading each one (``engine/drift.py``)."""
+
+    def config_values(self) -> Mapping[ConfigKey, Sensitive]:
+        """Every unmasked option of the config database (``config dump``)."""
+        ...
+
+    def config_key_values(self, prefix: str) -> Mapping[str, Sensitive]:
+        """Every config-key starting with ``prefix`` (``config-key dump``)."""
+        ...
+
+    def cephx_entities(self) -> Mapping[str, CephxEntity]:
+        """Every cephx entity (``auth ls``)."""
+        ...
+
+
 class CephxStore(Protocol):
     """The cephx auth database (``vaultbridge.ceph.CephxAuth`` behind ``app.CephxMon``)."""
 

@@ -70,6 +70,10 @@ class TargetDriver(Protocol):
         """Does Ceph already hold ``data`` (nothing to rotate)?"""
         ...
 
+    def settled(self) -> bool:
+        """Besides the slots' values, does Ceph need nothing of a reconcile (the drift sweep)?"""
+        ...
+
 
 class PlainDriver:
     """The hooks of a target Ceph holds plain values for: none of them does anything."""
@@ -94,6 +98,9 @@ class PlainDriver:
 
     def holds_version(self, data: Mapping[str, Sensitive]) -> bool:
         return holds(self.read(), self.slots(), data)
+
+    def settled(self) -> bool:
+        return True
 
 
 def holds(current: Values, slots: Mapping[str, str], data: Mapping[str, Sensitive | None]) -> bool:

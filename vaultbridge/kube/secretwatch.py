@@ -1,9 +1,11 @@
 """List and watch the Secrets vaultbridge manages (label ``app.kubernetes.io/managed-by``).
 
 What crosses this boundary is metadata only: name, namespace, uid, resourceVersion, labels,
-ownerReferences and vaultbridge's own annotations. Data, stringData and every other annotation
-(``kubectl.kubernetes.io/last-applied-configuration`` may hold the values) are dropped before
-an object leaves this module, so a watch never carries a credential around the controller.
+ownerReferences and vaultbridge's own annotations, plus ``digests``: a keyed fingerprint of each
+data value (``model.sensitive.fingerprint``), which the drift sweep compares with Ceph's. Data,
+stringData and every other annotation (``kubectl.kubernetes.io/last-applied-configuration``
+may hold the values) are dropped before an object leaves this module, so a watch never carries
+a credential around the controller.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from vaultbridge.kube.crd import ListSnapshot, _merge, _scopes, stream_events
 from vaultbridge.kube.errors import (
     Operation,
 )
-from vaultbridge.kube.secret_bodies import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from vaultbridge.kube.secret_bodies import MANAGED_BY_LABEL, MANAGED_BY_VALUE, decode_data
 from vaultbridge.kube.secrets import secret_path
+from vaultbridge.model.sensitive import fingerprint
 
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 _KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
@@ -34,7 +37,8 @@ def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
         for key, value in (metadata.get("annotations") or {}).items()
         if key.startswith("vaultbridge.io/")
     }
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": kept}
+    digests = {key: fingerprint(value.reveal()) for key, value in decode_data(obj).items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": kept, "digests": digests}
 
 
 class ManagedSecretWatch:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import secrets
 from typing import Final
 
 REDACTED: Final = "<redacted>"
+_FINGERPRINT_KEY: Final = secrets.token_bytes(32)  # per process: never comparable elsewhere
+
+
+def fingerprint(value: str) -> str:
+    """A keyed digest of ``value`` (BLAKE2b with a key that lives only in this process): what
+    the watches keep of a Secret's data, so two values can be compared without keeping either."""
+    data = value.encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(data, key=_FINGERPRINT_KEY, digest_size=16).hexdigest()
 
 
 class Sensitive:

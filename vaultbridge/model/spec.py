@@ -142,6 +142,7 @@ class ConfigTarget:
     kind: ClassVar[TargetKind] = "config"
     entries: tuple[ConfigEntry, ...]
     is_list: bool
+    config_keys: ClassVar[tuple[str, ...]] = ()  # the config-keys it names: none
 
 
 @dataclass(frozen=True)
@@ -151,12 +152,17 @@ class ConfigKeyTarget:
     kind: ClassVar[TargetKind] = "configKey"
     key: str
 
+    @property
+    def config_keys(self) -> tuple[str, ...]:
+        return (self.key,)
+
 
 @dataclass(frozen=True)
 class CephxTarget:
     """A cephx client entity (``alternate``: ``<entity>.<generation>``; ``in-place``: one key)."""
 
     kind: ClassVar[TargetKind] = "cephx"
+    config_keys: ClassVar[tuple[str, ...]] = ()
     entity: str
     caps: tuple[tuple[str, str], ...]
     strategy: Strategy = "alternate"

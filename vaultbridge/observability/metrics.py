@@ -138,6 +138,19 @@ class Metrics:
             ["resource"],
             registry=r,
         )
+        self.drift_sweeps = Counter(
+            "vaultbridge_drift_sweeps_total",
+            "Drift sweeps (every credential checked against one listing of Ceph per kind), "
+            "by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
+        self.drift_due = Counter(
+            "vaultbridge_drift_due_total",
+            "Credentials a drift sweep queued for a reconcile, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.schedule_errors = Counter(
             "vaultbridge_schedule_invalid_total",
             "Credentials whose spec.schedule could not be parsed",
