@@ -101,7 +101,18 @@ class HttpSettings(BaseModel):
 
 class TriggerSettings(BaseModel):
     poll_interval: float = Field(default=30.0, ge=0)
-    poll_budget: int = Field(default=100, ge=1)
+    # KV metadata reads per poll cycle at most: 80 every 30 s is 9,600 an hour in all
+    poll_budget: int = Field(default=80, ge=1)
+    # the audit-device push (docs/audit-trigger.md): POST /v1/audit with this token, and/or a
+    # socket device at tcp://host:port or unix:///path; either turns polling into a safety
+    # poll that checks every source once per safety_poll_period seconds
+    audit_token: SecretStr | None = None
+    audit_socket: str | None = None
+    audit_peers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"]
+    )
+    audit_uids: Annotated[list[int], NoDecode] = Field(default_factory=list)  # empty: our uid
+    safety_poll_period: float = Field(default=86400.0, gt=0)
     webhook_token: SecretStr | None = None
     # ServiceAccount usernames allowed to trigger, comma-separated; empty: any ServiceAccount
     webhook_subjects: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -109,18 +120,22 @@ class TriggerSettings(BaseModel):
     agent_interval: float = Field(default=0.02, gt=0)  # seconds between looks at agent_file
     schedule_jitter: float = Field(default=0.0, ge=0)  # seconds of random delay per run
 
-    @field_validator("webhook_subjects", mode="before")
+    @field_validator("webhook_subjects", "audit_peers", "audit_uids", mode="before")
     @classmethod
     def _subjects_comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @property
+    def audit_push(self) -> bool:
+        return self.audit_token is not None or self.audit_socket is not None
+
 
 class ControllerSettings(BaseModel):
     max_concurrent_rotations: int = Field(default=4, ge=1, le=64)
     min_interval: float = Field(default=2.0, ge=0)  # seconds between rotations of a credential
-    resync_interval: float = Field(default=600.0, ge=0)  # 0: no periodic full reconcile
+    resync_interval: float = Field(default=600.0, ge=0)  # the drift sweep; 0: only at start
     lease_duration: float = Field(default=15.0, gt=0)
     renew_deadline: float = Field(default=10.0, gt=0)
     retry_period: float = Field(default=2.0, gt=0)

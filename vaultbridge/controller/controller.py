@@ -144,6 +144,7 @@ class Controller:
             socket_path=str(http.socket) if http.socket is not None else None,
         )
         self.http.start()
+        self.triggers.serve_audit_socket()
         elector = self.leadership.elector
         log.info(
             "vaultbridge controller %s serving HTTP on port %d; lease %s/%s",
@@ -164,6 +165,7 @@ class Controller:
             if thread.name.startswith("vaultbridge-worker"):  # watches are daemons, not awaited
                 thread.join(timeout=5)
         self.leadership.elector.release()
+        self.triggers.close_audit_socket()
         if self.http is not None:
             self.http.stop()
 

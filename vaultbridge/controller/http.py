@@ -8,6 +8,7 @@ from vaultbridge.controller.leadership import Leadership
 from vaultbridge.controller.triggers import Triggers
 from vaultbridge.observability.http import Routes
 from vaultbridge.observability.metrics import CONTENT_TYPE, Metrics
+from vaultbridge.triggers.audit import MAX_ENTRY
 
 
 def routes(
@@ -33,5 +34,10 @@ def routes(
         metrics=lambda: (metrics.render(), CONTENT_TYPE),
         healthz=lambda: (200, {"status": "ok"}),
         readyz=readiness,
-        posts={"/v1/trigger": triggers.post_trigger, "/v1/schedules/run": triggers.post_schedule},
+        posts={
+            "/v1/trigger": triggers.post_trigger,
+            "/v1/schedules/run": triggers.post_schedule,
+            "/v1/audit": triggers.post_audit,
+        },
+        max_body={"/v1/audit": MAX_ENTRY},
     )

@@ -3,12 +3,14 @@
 - one APScheduler job per ``spec.schedule`` (a compliance rotation: ``Engine.rotate``);
 - the Vault KV metadata poller, and the Vault Agent file watcher;
 - the webhook (``POST /v1/trigger``, ``POST /v1/schedules/run``) behind its authorizer;
+- the audit-device push (``POST /v1/audit``, and the socket device's listener);
 (the periodic drift sweep is ``controller/sweep.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from vaultbridge.adapters import credential_from
@@ -21,6 +23,8 @@ from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.spec import CredentialRef
 from vaultbridge.observability.metrics import Metrics
 from vaultbridge.settings import Settings
+from vaultbridge.triggers.audit import AuditReceiver
+from vaultbridge.triggers.audit_socket import AuditSocket
 from vaultbridge.triggers.detect import AgentFileWatcher, Poller
 from vaultbridge.triggers.schedules import InvalidSchedule, Schedules
 from vaultbridge.triggers.webhook import Authorizer, Rejected, TriggerEndpoint
@@ -50,9 +54,17 @@ class Triggers:
             lambda ref: workers.enqueue(ref, "schedule", "rotate"), jitter=ts.schedule_jitter
         )
         self._invalid_schedules: dict[CredentialRef, tuple[int, str]] = {}
+        spread = None
+        if ts.audit_push and ts.poll_interval > 0:  # the push finds writes: poll for safety
+            spread = ts.poll_interval / ts.safety_poll_period
         self.poller: Poller[CredentialRef] = Poller(
-            index.sources, self._current_version, workers.enqueue, budget=ts.poll_budget
+            index.sources,
+            self._current_version,
+            workers.enqueue,
+            budget=ts.poll_budget,
+            spread=spread,
         )
+        self.audit, self.audit_socket = _audit(settings, index, metrics, self._queue_pushed)
         self.agent: AgentFileWatcher[CredentialRef] | None = None
         if ts.agent_file is not None:
             self.agent = AgentFileWatcher(
@@ -71,6 +83,26 @@ class Triggers:
         self.endpoint: TriggerEndpoint[CredentialRef] = TriggerEndpoint(
             index.by_path, index.by_name, workers.enqueue, ready=leadership.leading_now
         )
+
+    def _queue_pushed(self, ref: CredentialRef, trigger: str) -> None:
+        if self.leadership.leading_now():  # a standby drops it: the safety poll covers it
+            self.workers.enqueue(ref, trigger)
+
+    def serve_audit_socket(self) -> None:
+        if self.audit_socket is not None:
+            self.audit_socket.start()
+
+    def close_audit_socket(self) -> None:
+        if self.audit_socket is not None:
+            self.audit_socket.stop()
+
+    def post_audit(self, body: bytes, authorization: str | None) -> Reply:
+        """``POST /v1/audit``: entries from OpenBao's ``http`` audit device. Always 202 to an
+        authenticated sender, so that vaultbridge's answer never fails Vault's device."""
+        if not self.audit.authorized(authorization):
+            self.metrics.audit_rejected.labels("token").inc()
+            return 401, {"error": "audit entries need the audit token (triggers.audit_token)"}
+        return 202, {"queued": self.audit.lines(body)}
 
     def _current_version(self, mount: str, path: str) -> int:
         if self.vault is None:
@@ -164,3 +196,29 @@ class Triggers:
         if missing:
             return 404, {"error": f"no schedule for {', '.join(missing)}"}
         return 202, {"scheduled": [str(ref) for ref in refs]}
+
+
+def _audit(
+    settings: Settings,
+    index: CredentialIndex,
+    metrics: Metrics,
+    queue: Callable[[CredentialRef, str], None],
+) -> tuple[AuditReceiver[CredentialRef], AuditSocket | None]:
+    """The audit-device receiver, and its socket listener when one is configured."""
+    ts = settings.triggers
+    receiver: AuditReceiver[CredentialRef] = AuditReceiver(
+        index.by_path,
+        queue,
+        token=ts.audit_token.get_secret_value() if ts.audit_token else None,
+        counted=lambda result: metrics.audit_entries.labels(result).inc(),
+    )
+    if ts.audit_socket is None:
+        return receiver, None
+    listener = AuditSocket(
+        ts.audit_socket,
+        receiver,
+        peers=ts.audit_peers,
+        uids=ts.audit_uids,
+        rejected=lambda reason: metrics.audit_rejected.labels(reason).inc(),
+    )
+    return receiver, listener

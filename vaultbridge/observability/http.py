@@ -33,6 +33,8 @@ class Routes:
     readyz: Callable[[], JsonReply]
     posts: dict[str, Callable[[bytes, str | None], JsonReply]] = field(default_factory=dict)
     """POST path -> handler(body, Authorization header)."""
+    max_body: dict[str, int] = field(default_factory=dict)
+    """POST path -> its body's size limit, when not ``MAX_BODY``."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -98,9 +100,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._json((400, {"error": "bad Content-Length"}))
             return
-        if length < 0 or length > MAX_BODY:
+        limit = routes.max_body.get(path, MAX_BODY)
+        if length < 0 or length > limit:
             self.close_connection = True
-            self._json((413, {"error": f"request body larger than {MAX_BODY} bytes"}))
+            self._json((413, {"error": f"request body larger than {limit} bytes"}))
             return
         body = self.rfile.read(length) if length else b""
         try:

@@ -138,6 +138,30 @@ class Metrics:
             ["resource"],
             registry=r,
         )
+        self._sweep_and_push_metrics(r)
+        self.schedule_errors = Counter(
+            "vaultbridge_schedule_invalid_total",
+            "Credentials whose spec.schedule could not be parsed",
+            registry=r,
+        )
+        self._backend_ok: dict[str, float] = {}
+        self._backend_failed: dict[str, float] = {}
+        self._backend_reason: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def _sweep_and_push_metrics(self, r: CollectorRegistry) -> None:
+        self.audit_entries = Counter(
+            "vaultbridge_audit_entries_total",
+            "Audit-device entries received, by result (queued, unwatched, ignored, malformed)",
+            ["result"],
+            registry=r,
+        )
+        self.audit_rejected = Counter(
+            "vaultbridge_audit_rejected_total",
+            "Audit senders refused, by reason (token, peer, busy)",
+            ["reason"],
+            registry=r,
+        )
         self.drift_sweeps = Counter(
             "vaultbridge_drift_sweeps_total",
             "Drift sweeps (every credential checked against one listing of Ceph per kind), "
@@ -151,15 +175,6 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self.schedule_errors = Counter(
-            "vaultbridge_schedule_invalid_total",
-            "Credentials whose spec.schedule could not be parsed",
-            registry=r,
-        )
-        self._backend_ok: dict[str, float] = {}
-        self._backend_failed: dict[str, float] = {}
-        self._backend_reason: dict[str, str] = {}
-        self._lock = threading.Lock()
 
     def track_credentials(self, samples: Callable[[], Iterable[CredentialSample]]) -> None:
         self.registry.register(_CredentialCollector(samples))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -52,8 +53,12 @@ class Poller(Generic[K]):
         queue: Callable[[K, str], None],
         *,
         budget: int = 100,
+        spread: float | None = None,
     ) -> None:
         self.sources = sources
+        # a safety poll: each cycle checks this fraction of the sources (at least one, at most
+        # ``budget``), so that every source is checked once per period
+        self.spread = spread
         self.current_version = current_version
         self.queue = queue
         self.budget = budget
@@ -74,6 +79,8 @@ class Poller(Generic[K]):
         if not paths:
             return []
         limit = len(paths) if unlimited else min(self.budget, len(paths))
+        if self.spread is not None and not unlimited:
+            limit = min(limit, max(1, math.ceil(len(paths) * self.spread)))
         start = self._cursor % len(paths)
         queued: list[K] = []
         for offset in range(limit):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vaultbridge.engine.memory.backends import MemoryCeph, MemoryCephx, MemoryVault
+from vaultbridge.engine.memory.backends import MemoryCeph, MemoryCephx, MemoryListing, MemoryVault
 from vaultbridge.engine.memory.faults import Faults, MemoryNotFound, MemoryRejected
 from vaultbridge.engine.memory.kube import MemoryCredentials, MemoryEvents, MemorySecrets
 
@@ -32,6 +32,7 @@ __all__ = [
     "MemoryCephx",
     "MemoryCredentials",
     "MemoryEvents",
+    "MemoryListing",
     "MemoryNotFound",
     "MemoryRejected",
     "MemorySecrets",
@@ -65,6 +66,7 @@ class MemoryWorld:
     vault: MemoryVault = field(init=False)
     ceph: MemoryCeph = field(init=False)
     cephx: MemoryCephx = field(init=False)
+    listing: MemoryListing = field(init=False)
 
     def __post_init__(self) -> None:
         self.crs = MemoryCredentials(self.faults)
@@ -72,6 +74,7 @@ class MemoryWorld:
         self.vault = MemoryVault(self.faults)
         self.ceph = MemoryCeph(self.faults)
         self.cephx = MemoryCephx(self.faults)
+        self.listing = MemoryListing(self.faults, self.ceph, self.cephx)
 
     def engine_ports(self) -> dict[str, Callable[..., Any] | Any]:
         """Keyword arguments for ``Engine(...)``."""
@@ -82,6 +85,7 @@ class MemoryWorld:
             "vault": self.vault,
             "ceph": self.ceph,
             "cephx": self.cephx,
+            "listing": self.listing,
             "clock": self.clock,
             "jitter": lambda: 0.5,
         }

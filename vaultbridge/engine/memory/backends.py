@@ -215,3 +215,22 @@ class MemoryCephx:
 
     def clear_pending(self, entity: str) -> None:
         raise MemoryRejected("pending keys need Ceph >= 17", "CephRejected")
+
+
+class MemoryListing:
+    """Whole listings of a :class:`MemoryCeph` and a :class:`MemoryCephx` (the drift sweep)."""
+
+    def __init__(self, faults: Faults, ceph: MemoryCeph, cephx: MemoryCephx) -> None:
+        self.faults, self.ceph, self.cephx = faults, ceph, cephx
+
+    def config_values(self) -> Mapping[ConfigKey, Sensitive]:
+        self.faults.check("ceph.config_dump")
+        return dict(self.ceph.config)
+
+    def config_key_values(self, prefix: str) -> Mapping[str, Sensitive]:
+        self.faults.check("ceph.config_key_dump")
+        return {k: v for k, v in self.ceph.config_keys.items() if k.startswith(prefix)}
+
+    def cephx_entities(self) -> Mapping[str, CephxEntity]:
+        self.faults.check("cephx.auth_ls")
+        return dict(self.cephx.entities)
