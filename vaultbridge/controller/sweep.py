@@ -10,7 +10,7 @@ import logging
 import random
 import time
 
-from vaultbridge.controller.index import CredentialIndex
+from vaultbridge.controller.index import CredentialIndex, Entry
 from vaultbridge.controller.leadership import Leadership
 from vaultbridge.controller.watches import Watches
 from vaultbridge.controller.work import Workers
@@ -42,17 +42,20 @@ class Sweeper:
         self.last: Sweep | None = None
         self.last_seconds = 0.0
 
-    def observed(self) -> list[Observed]:
+    def observed(self) -> list[tuple[Entry, Observed]]:
         return [
-            Observed(
-                entry.ref,
-                entry.generation,
-                entry.spec,
-                entry.status,
-                entry.deleting,
-                self.watches.secret_seen(entry.ref.namespace, entry.spec.secret.name)
-                if entry.spec is not None
-                else None,
+            (
+                entry,
+                Observed(
+                    entry.ref,
+                    entry.generation,
+                    entry.spec,
+                    entry.status,
+                    entry.deleting,
+                    self.watches.secret_seen(entry.ref.namespace, entry.spec.secret.name)
+                    if entry.spec is not None
+                    else None,
+                ),
             )
             for entry in self.index.entries()
         ]
@@ -60,15 +63,21 @@ class Sweeper:
     def sweep(self, trigger: str = "resync") -> Sweep:
         """One sweep; the credentials found to differ are queued with ``trigger``."""
         started = time.monotonic()
+        pairs = self.observed()
         try:
-            result = self.engine.drift(self.observed())
+            result = self.engine.drift([item for _, item in pairs])
         except (BackendError, PreconditionError):
             self.metrics.drift_sweeps.labels("failed").inc()
             raise
         self.last_seconds = time.monotonic() - started
         self.last = result
         self.metrics.drift_sweeps.labels("ok").inc()
+        seen = {entry.ref: entry for entry, _ in pairs}
         for ref, why in result.due:
+            # a credential queued or changed since the snapshot is the watch's and the
+            # workers' already: queuing it again would reconcile it twice
+            if self.workers.queue.busy(ref) or self.index.get(ref) is not seen[ref]:
+                continue
             self.metrics.drift_due.labels(why).inc()
             self.workers.enqueue(ref, trigger)
         log.info(

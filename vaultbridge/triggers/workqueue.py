@@ -186,6 +186,12 @@ class WorkQueue(Generic[K]):
 
     # -- introspection ------------------------------------------------------------------------
 
+    def busy(self, key: K) -> bool:
+        """Is ``key`` waiting or being worked on?"""
+        with self._lock:
+            state = self._states.get(key)
+            return state is not None and (state.in_flight or state.pending is not None)
+
     def in_flight(self) -> list[K]:
         with self._lock:
             return [key for key, state in self._states.items() if state.in_flight]
