@@ -4,8 +4,10 @@
 (passed through the environment, not the command line), and returns once the server answered
 ``/v1/sys/health`` as initialized and unsealed *and* the KV v2 mount ``secret/`` answered a read.
 Stop it with ``OpenBaoServer.stop()``; ``to_dict``/``from_dict`` let ``testenv/up`` and
-``testenv/down`` keep it in a state file. ``tls=True`` serves HTTPS with a CA and certificate the
-dev server generates (``-dev-tls``); ``ca_cert`` is then the CA file clients must trust.
+``testenv/down`` keep it in a state file. ``audit=AuditDevices(...)`` adds declarative audit
+devices (a file device always, and OpenBao's http device). ``tls=True`` serves HTTPS with a CA
+and certificate the dev server generates (``-dev-tls``); ``ca_cert`` is then the CA file
+clients must trust.
 
 Only the standard library is used for the readiness probe: ``vaultbridge.testenv`` must not
 import hvac (see the import-linter contracts in pyproject.toml).
@@ -98,8 +100,41 @@ def default_bao_binary() -> Path:
     return beside  # does not exist: start_openbao says so
 
 
+@dataclass(frozen=True)
+class AuditDevices:
+    """Declarative audit devices for the dev server (OpenBao 2.x refuses them via the API):
+    always a ``file`` device (``audit.log`` in the work folder), which keeps OpenBao serving
+    when vaultbridge is down, and an ``http`` device posting to ``http_uri`` with the header
+    ``Authorization`` read from ``token_file`` (OpenBao reads the file; the token is never in
+    the config or the process arguments)."""
+
+    http_uri: str | None = None
+    token_file: Path | None = None
+
+    def hcl(self, workdir: Path) -> str:
+        text = (
+            'audit "file" "keep-serving" {\n'
+            f'  options {{\n    file_path = "{workdir / "audit.log"}"\n  }}\n}}\n'
+        )
+        if self.http_uri is not None and self.token_file is not None:
+            headers = json.dumps({"Authorization": [f"file://{self.token_file}"]})
+            text += (
+                'audit "http" "vaultbridge" {\n  options {\n'
+                f"    uri = {json.dumps(self.http_uri)}\n"
+                f"    headers = {json.dumps(headers)}\n"
+                # else OpenBao refuses to unseal while vaultbridge is down (its test message)
+                '    skip_test = "true"\n  }\n}\n'
+            )
+        return text
+
+
 def start_openbao(
-    workdir: Path, bao_binary: Path | None = None, *, port: int | None = None, tls: bool = False
+    workdir: Path,
+    bao_binary: Path | None = None,
+    *,
+    port: int | None = None,
+    tls: bool = False,
+    audit: AuditDevices | None = None,
 ) -> OpenBaoServer:
     """Start ``bao server -dev`` on 127.0.0.1 and wait until it serves KV v2 at ``secret/``.
 
@@ -138,6 +173,10 @@ def start_openbao(
     if tls:
         tls_dir.mkdir(exist_ok=True)
         argv += ["-dev-tls", f"-dev-tls-cert-dir={tls_dir}"]
+    if audit is not None:  # a config file beside dev mode: the audit stanzas
+        config = workdir / "audit.hcl"
+        config.write_text(audit.hcl(workdir))
+        argv.append(f"-config={config}")
     ca_cert = tls_dir / "vault-ca.pem" if tls else None
     started = time.monotonic()
     try:
