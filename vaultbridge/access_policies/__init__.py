@@ -26,6 +26,7 @@ controller's own entity as a cephx target) is named with the problem, and nothin
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -292,6 +293,11 @@ def ceph_grants(credentials: Sequence[Credential]) -> list[str]:
             grants += [_grant(command, key=target.key) for command in commands]
         else:
             grants += _cephx_grants(target)
+    prefix = os.path.commonprefix(  # noqa: RUF071 - a key prefix, not a path
+        [key for c in credentials for key in c.spec.target.config_keys]
+    )
+    if prefix:  # the drift sweep's one listing of them (engine/drift.py); none unrestricted
+        grants.append(_grant_prefix("config-key dump", "key", prefix))
     if any(isinstance(c.spec.target, CephxTarget) for c in credentials):
         # the monmap says which key types the cluster allows (Tentacle: AES256K only)
         grants += [_grant("quorum_status"), _grant("sessions"), _grant("mon dump")]
