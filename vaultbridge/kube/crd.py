@@ -88,20 +88,16 @@ class CredentialRotationClient:
         return self.list_snapshot(namespaces).items
 
     def list_snapshot(self, namespaces: builtins.list[str] | None = None) -> ListSnapshot:
+        """Every CR, in pages, each without ``managedFields`` (the controller never reads
+        them, and they are most of an object's size)."""
         items: builtins.list[dict[str, Any]] = []
         versions: dict[str | None, str] = {}
         for namespace in _scopes(namespaces):
-            result = self._list_one(namespace)
-            for item in result.get("items", []):
-                # list items carry no apiVersion/kind; fill them in so they look like a GET
-                item.setdefault("apiVersion", API_VERSION)
-                item.setdefault("kind", KIND)
-                items.append(item)
-            versions[namespace] = str(result.get("metadata", {}).get("resourceVersion", ""))
+            op = Operation("list", PLURAL, namespace)
+            versions[namespace] = list_pages(
+                self.kube, op, _path(namespace), {}, shape=_as_got, collect=items.append
+            )
         return ListSnapshot(items=items, resource_versions=versions)
-
-    def _list_one(self, namespace: str | None) -> dict[str, Any]:
-        return self.kube.request(Operation("list", PLURAL, namespace), "GET", _path(namespace))
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -255,10 +251,7 @@ class CredentialRotationClient:
         stop: threading.Event | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         def shape(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-            if kind != "BOOKMARK":
-                obj.setdefault("apiVersion", API_VERSION)
-                obj.setdefault("kind", KIND)
-            return obj
+            return obj if kind == "BOOKMARK" else _as_got(obj)
 
         yield from stream_events(
             self.kube,
@@ -327,6 +320,41 @@ class CredentialRotationClient:
                     name=name,
                 )
             time.sleep(0.2)
+
+
+LIST_PAGE = 500  # objects per list request: a list of 10,000 never sits in memory at once
+
+
+def _as_got(obj: dict[str, Any]) -> dict[str, Any]:
+    """A listed or watched CR as a GET returns it, less its ``managedFields``."""
+    obj.setdefault("apiVersion", API_VERSION)
+    obj.setdefault("kind", KIND)
+    (obj.get("metadata") or {}).pop("managedFields", None)
+    return obj
+
+
+def list_pages(
+    kube: KubeClient,
+    op: Operation,
+    path: str,
+    query: Mapping[str, Any],
+    *,
+    shape: Callable[[dict[str, Any]], dict[str, Any]],
+    collect: Callable[[dict[str, Any]], None],
+) -> str:
+    """List ``path`` in pages of ``LIST_PAGE``, each object shaped as it arrives; returns the
+    list's resourceVersion (a watch starts from it). An expired continue token (410) is
+    ``KubeWatchExpired``: the caller lists again."""
+    token: str | None = None
+    while True:
+        page_query = {**query, "limit": LIST_PAGE, **({"continue": token} if token else {})}
+        result = kube.request(op, "GET", path, query=page_query)  # 410: KubeWatchExpired
+        for item in result.pop("items", None) or []:
+            collect(shape(item))
+        metadata = result.get("metadata") or {}
+        token = metadata.get("continue") or None
+        if token is None:
+            return str(metadata.get("resourceVersion", ""))
 
 
 def stream_events(  # noqa: PLR0917 - one call site per watched resource

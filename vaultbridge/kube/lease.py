@@ -56,6 +56,9 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._renewed_at: float | None = None
+        # the Lease as our last write left it: while we lead, a renewal is one update over it
+        # (its resourceVersion is the precondition: a conflict means someone else wrote it)
+        self._held: dict[str, Any] | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -84,6 +87,11 @@ class LeaderElector:
             return False
 
     def _round(self) -> bool:
+        held, self._held = self._held, None
+        if held is not None and self.is_leader:
+            renewed = self._renew_over(held)
+            if renewed is not None:
+                return renewed
         now_wall = self._wall_clock()
         now = self._monotonic()
         op = Operation("get", "leases", self.namespace, self.name)
@@ -138,6 +146,25 @@ class LeaderElector:
         self._seen(updated, now)
         return True
 
+    def _renew_over(self, held: dict[str, Any]) -> bool | None:
+        """Renew with one update over our last write: True, or None when the Lease changed
+        since (the caller reads it and decides as any round does)."""
+        now_wall, now = self._wall_clock(), self._monotonic()
+        spec = {**(held.get("spec") or {}), "renewTime": _micro_time(now_wall)}
+        op = Operation("update", "leases", self.namespace, self.name)
+        try:
+            updated = self.kube.call(
+                op,
+                self._api.replace_namespaced_lease,
+                self.name,
+                self.namespace,
+                {**held, "spec": spec},
+            )
+        except (KubeConflict, KubeNotFound):
+            return None
+        self._seen(updated, now)
+        return True
+
     def _create(self, now: float, now_wall: float) -> bool:
         stamp = _micro_time(now_wall)
         body = {
@@ -171,10 +198,12 @@ class LeaderElector:
         )
         self._observed_at = now
         self._renewed_at = now
+        self._held = lease
 
     def _lost(self, why: str) -> None:
         log.warning("lost leadership of lease %s/%s: %s", self.namespace, self.name, why)
         self._renewed_at = None
+        self._held = None
 
     def release(self) -> None:
         """Give the Lease up at once (when we hold it) so another candidate need not wait."""

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vaultbridge.kube.client import KubeClient
-from vaultbridge.kube.crd import ListSnapshot, _merge, _scopes, stream_events
+from vaultbridge.kube.crd import ListSnapshot, _merge, _scopes, list_pages, stream_events
 from vaultbridge.kube.errors import (
     Operation,
 )
@@ -52,11 +52,14 @@ class ManagedSecretWatch:
         versions: dict[str | None, str] = {}
         for namespace in _scopes(namespaces):
             op = Operation("list", "secrets", namespace)
-            result = self.kube.request(
-                op, "GET", secret_path(namespace), query={"labelSelector": SELECTOR}
+            versions[namespace] = list_pages(
+                self.kube,
+                op,
+                secret_path(namespace),
+                {"labelSelector": SELECTOR},
+                shape=_metadata_only,
+                collect=items.append,
             )
-            items += [_metadata_only(item) for item in result.get("items", [])]
-            versions[namespace] = str(result.get("metadata", {}).get("resourceVersion", ""))
         return ListSnapshot(items=items, resource_versions=versions)
 
     def watch(
