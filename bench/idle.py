@@ -8,7 +8,9 @@ once every CR is promoted the benchmark waits ``idle`` seconds. Counted:
 - Kubernetes: the API server's own ``apiserver_request_total`` (every client; the
   controller-manager's share is measured in a window before vaultbridge starts and reported);
 - Vault and Ceph: vaultbridge's ``vaultbridge_backend_requests_total`` (each engine port call);
-- the controller's RSS after the sync and at the end, and its CPU while idle.
+- the controller's RSS after the sync and at the end, and its CPU while idle;
+- a restart: a new controller over the same credentials, until its first drift sweep is done
+  (caught up), with what it rotated and asked of Ceph and Vault by then.
 
 Figures are per credential-hour, the unit of issue 16's targets. Opt in: ``--only idle``
 (``--idle-count``, ``--idle-seconds``).
@@ -68,6 +70,44 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _metric(port: int, name: str, label: str = "") -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line
+    )
+
+
+def _restart(env: Environment, ns: str, workdir: Path, resync: float) -> dict[str, Any]:
+    """A new controller over the credentials in step: from its start to the end of its first
+    drift sweep (caught up), and what it rotated and asked of Ceph and Vault by then."""
+    began = time.monotonic()
+    controller = _Controller(
+        env, ns, workdir, VAULTBRIDGE_CONTROLLER__RESYNC_INTERVAL=str(round(resync))
+    )
+    try:
+        leading = time.monotonic() - began
+        while _metric(controller.port, "vaultbridge_drift_sweeps_total", 'result="ok"') < 1:
+            if time.monotonic() - began > 600:
+                raise RuntimeError("idle: the restarted controller never finished a sweep")
+            time.sleep(0.2)
+        caught_up = time.monotonic() - began
+        port = controller.port
+        return {
+            "leader_after_s": round(leading, 1),
+            "caught_up_s": round(caught_up, 1),
+            "promoted": _metric(port, "vaultbridge_rotations_total", 'result="promoted"'),
+            "queued_by_sweep": _metric(port, "vaultbridge_drift_due_total"),
+            "ceph_requests": _metric(port, "vaultbridge_backend_requests_total", '"ceph"'),
+            "vault_requests": _metric(port, "vaultbridge_backend_requests_total", '"vault"'),
+            "rss_mb": _rss_mb(controller.proc.pid),
+        }
+    finally:
+        controller.stop()
+
+
 def run(
     env: Environment, log: Callable[[str], None], count: int = COUNT, idle: float = IDLE
 ) -> dict[str, Any]:
@@ -123,6 +163,8 @@ def run(
         }
         cpu = (_cpu_seconds(pid) - cpu_before) / seconds
         rss_idle = _rss_mb(pid)
+        controller.stop()
+        restart = _restart(env, ns, workdir, resync)
     finally:
         controller.stop()
         k8s.CoreV1Api(api).delete_namespace(ns)
@@ -157,6 +199,7 @@ def run(
             "vault": rate(mine.get("vault", 0.0)),
             "ceph": rate(mine.get("ceph", 0.0)),
         },
+        "restart": restart,
     }
     log("idle: " + json.dumps(result["per_credential_hour"]) + " requests per credential-hour")
     return result

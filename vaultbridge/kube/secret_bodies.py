@@ -157,7 +157,9 @@ def decode(raw: Mapping[str, Any]) -> OwnedSecret:
         labels=dict(metadata.get("labels") or {}),
         annotations=dict(metadata.get("annotations") or {}),
         owner_references=[dict(r) for r in metadata.get("ownerReferences") or []],
-        raw=dict(raw),
+        # kept as the base of the next update: without managedFields, which an update that
+        # omits them leaves as they are (and which are most of a Secret's size)
+        raw={**raw, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}},
     )
 
 
