@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -36,6 +37,24 @@ def patch_cr(api: k8s.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> No
     k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
         GROUP, VERSION, ns, PLURAL, name, {"spec": spec}
     )
+
+
+def labelled(text: str, name: str, **labels: str) -> float:
+    """The sum of metric ``name``'s samples in ``text`` whose labels include ``labels``."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if re.match(rf"{re.escape(name)}[ {{]", line) and all(w in line for w in wanted)
+    )
+
+
+def config_key_spec(path: str, name: str, key: str) -> dict[str, Any]:
+    return {
+        "source": {"mount": "secret", "path": path},
+        "secret": {"name": name},
+        "target": {"configKey": {"key": key}},
+    }
 
 
 def wait_for(check: Any, what: str, timeout: float = 90.0, interval: float = 0.1) -> Any:

@@ -6,13 +6,21 @@ the safety poll within its period."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from controller_helpers import ControllerProcess, at_version, create_cr, http, unique, wait_for
+from controller_helpers import (
+    ControllerProcess,
+    at_version,
+    config_key_spec,
+    create_cr,
+    http,
+    labelled,
+    unique,
+    wait_for,
+)
 from kubernetes import client as k8s
 
 from vaultbridge.testenv.bao import AuditDevices, OpenBaoServer, start_openbao
@@ -35,15 +43,6 @@ def kv_put(bao: OpenBaoServer, path: str, value: str) -> int:
     )
     with _OPENER.open(request, timeout=10) as reply:
         return int(json.load(reply)["data"]["version"])
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    wanted = [f'{k}="{v}"' for k, v in labels.items()]
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if re.match(rf"{re.escape(name)}[ {{]", line) and all(w in line for w in wanted)
-    )
 
 
 def controller_on(
@@ -84,11 +83,7 @@ def test_a_write_is_pushed_by_the_audit_device_and_a_missed_one_is_polled(
             api,
             ns,
             name,
-            {
-                "source": {"mount": "secret", "path": path},
-                "secret": {"name": name},
-                "target": {"configKey": {"key": key}},
-            },
+            config_key_spec(path, name, key),
         )
         wait_for(lambda: at_version(api, ns, name, v1), "first version promoted")
 
@@ -98,14 +93,16 @@ def test_a_write_is_pushed_by_the_audit_device_and_a_missed_one_is_polled(
         wait_for(lambda: at_version(api, ns, name, v2), "pushed version promoted", interval=0.02)
         pushed_in = time.monotonic() - began
         text = controller.metrics()
-        assert metric(text, "vaultbridge_propagation_latency_seconds_count", trigger="audit") >= 1
-        assert metric(text, "vaultbridge_audit_entries_total", result="queued") >= 1
+        assert labelled(text, "vaultbridge_propagation_latency_seconds_count", trigger="audit") >= 1
+        assert labelled(text, "vaultbridge_audit_entries_total", result="queued") >= 1
         print(f"Vault write -> promoted through the audit device: {pushed_in * 1000:.0f} ms")
 
         # a sender without the token is refused and counted
         status, body = http("POST", controller.url + "/v1/audit", {"type": "response"}, token=None)
         assert status == 401, body
-        assert metric(controller.metrics(), "vaultbridge_audit_rejected_total", reason="token") == 1
+        assert (
+            labelled(controller.metrics(), "vaultbridge_audit_rejected_total", reason="token") == 1
+        )
         assert "pushed-" not in controller.output()
 
         # vaultbridge stopped: its device fails, the file device keeps OpenBao serving
@@ -117,7 +114,7 @@ def test_a_write_is_pushed_by_the_audit_device_and_a_missed_one_is_polled(
         wait_for(lambda: at_version(api, ns, name, v3), "the missed write polled", timeout=60)
         assert time.monotonic() - restarted <= SAFETY_PERIOD + 10
         text = controllers[-1].metrics()
-        assert metric(text, "vaultbridge_propagation_latency_seconds_count", trigger="poll") >= 1
+        assert labelled(text, "vaultbridge_propagation_latency_seconds_count", trigger="poll") >= 1
         assert testenv.ceph.ceph("config-key", "get", key).strip() == "missed-3"
     finally:
         for controller in controllers:

@@ -4,7 +4,6 @@ rotates nothing; a value edited in Ceph behind its back is found by the next swe
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,9 @@ import pytest
 from controller_helpers import (
     ControllerProcess,
     at_version,
+    config_key_spec,
     create_cr,
+    labelled,
     unique,
     vault_put,
     wait_for,
@@ -24,15 +25,6 @@ from vaultbridge.testenv.env import Environment
 pytestmark = pytest.mark.integration
 
 COUNT = 12
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    wanted = [f'{k}="{v}"' for k, v in labels.items()]
-    total = 0.0
-    for line in text.splitlines():
-        if re.match(rf"{re.escape(name)}[ {{]", line) and all(w in line for w in wanted):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 @pytest.fixture
@@ -70,11 +62,7 @@ def test_a_restart_over_credentials_in_step_changes_nothing_and_a_sweep_finds_dr
             api,
             ns,
             name,
-            {
-                "source": {"mount": "secret", "path": path},
-                "secret": {"name": name},
-                "target": {"configKey": {"key": key}},
-            },
+            config_key_spec(path, name, key),
         )
         creds.append((name, key, version))
     for name, _key, version in creds:
@@ -83,17 +71,17 @@ def test_a_restart_over_credentials_in_step_changes_nothing_and_a_sweep_finds_dr
 
     second = start(testenv, ns, tmp_path, controllers)
     wait_for(
-        lambda: metric(second.metrics(), "vaultbridge_drift_sweeps_total", result="ok") >= 1,
+        lambda: labelled(second.metrics(), "vaultbridge_drift_sweeps_total", result="ok") >= 1,
         "the first sweep of the new leader",
     )
     text = second.metrics()
-    assert metric(text, "vaultbridge_rotations_total", result="promoted") == 0
-    assert metric(text, "vaultbridge_drift_due_total") == 0
+    assert labelled(text, "vaultbridge_rotations_total", result="promoted") == 0
+    assert labelled(text, "vaultbridge_drift_due_total") == 0
     # one config-key listing per sweep (and nothing per credential), whatever COUNT is
-    sweeps = metric(text, "vaultbridge_drift_sweeps_total", result="ok")
-    ceph = metric(text, "vaultbridge_backend_requests_total", backend="ceph")
+    sweeps = labelled(text, "vaultbridge_drift_sweeps_total", result="ok")
+    ceph = labelled(text, "vaultbridge_backend_requests_total", backend="ceph")
     assert ceph <= sweeps + 1, (ceph, sweeps)
-    assert metric(text, "vaultbridge_backend_requests_total", backend="vault") == 0
+    assert labelled(text, "vaultbridge_backend_requests_total", backend="vault") == 0
 
     name, key, _version = creds[COUNT // 2]
     testenv.ceph.ceph("config-key", "set", key, "edited-behind-its-back")
@@ -103,5 +91,5 @@ def test_a_restart_over_credentials_in_step_changes_nothing_and_a_sweep_finds_dr
 
     wait_for(restored, "the edited config-key restored by a sweep", timeout=60)
     text = second.metrics()
-    assert metric(text, "vaultbridge_drift_due_total", reason="ceph-differs") == 1
+    assert labelled(text, "vaultbridge_drift_due_total", reason="ceph-differs") == 1
     assert "edited-behind-its-back" not in second.output()
