@@ -2,12 +2,14 @@
 
 `vaultbridge run` runs as a subprocess (as in production); per run the benchmark writes a new
 KV version, signals it (webhook ``POST /v1/trigger``; a line ``mount/path@version`` in the Vault
-Agent rendered file; nothing, for polling) and times until the CR status shows the version as
+Agent rendered file; nothing, for polling, and for the audit device of a second OpenBao, whose
+http device posts to ``/v1/audit``) and times until the CR status shows the version as
 current with no rotation in flight: at that point it has been applied, read back exactly from
 the mon config database and promoted (Secret + Vault labels). The Ceph value is checked after
 each run (untimed). Runs are spaced by a short pause, like real Vault writes.
 
-Goals: p50 <= 100 ms for webhook and agent file; p50 <= poll interval + 100 ms for polling.
+Goals: p50 <= 100 ms for webhook and agent file; p50 <= poll interval + 100 ms for polling;
+p50 <= 50 ms for the audit device.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch
 
 from bench.config import summary
+from vaultbridge.testenv.bao import AuditDevices, start_openbao
 from vaultbridge.testenv.env import Environment
 
 RUNS = 30
@@ -48,8 +51,10 @@ def _free_port() -> int:
 
 
 class _Controller:
-    def __init__(self, env: Environment, ns: str, workdir: Path, **settings: str) -> None:
-        self.port = _free_port()
+    def __init__(
+        self, env: Environment, ns: str, workdir: Path, port: int | None = None, **settings: str
+    ) -> None:
+        self.port = port or _free_port()
         variables = env.variables()
         path = variables.pop("PATH").removesuffix(":$PATH")
         environ = {
@@ -150,10 +155,16 @@ def run(env: Environment, log: Callable[[str], None], runs: int = RUNS) -> dict[
     agent_file = workdir / "rendered.txt"
     agent_file.write_text("# rendered by vault agent\n")
 
+    audit_port, audit_token = _free_port(), uuid.uuid4().hex
+    (workdir / "audit-token").write_text(f"Bearer {audit_token}")
+    devices = AuditDevices(f"http://127.0.0.1:{audit_port}/v1/audit", workdir / "audit-token")
+    audited = start_openbao(workdir / "bao", audit=devices)
+    vaults = {"webhook": vault, "agent": vault, "poll": vault}
+    vaults["audit"] = hvac.Client(url=audited.addr, token=audited.token)
     creds: dict[str, tuple[str, str]] = {}
-    for mode in ("webhook", "agent", "poll"):
+    for mode in ("webhook", "agent", "poll", "audit"):
         path, who = f"bench/{ns}/{mode}", f"client.rgw.bench-{ns}-{mode}"
-        vault.secrets.kv.v2.create_or_update_secret(
+        vaults[mode].secrets.kv.v2.create_or_update_secret(
             path=path, secret={"value": f"{mode}-0"}, mount_point="secret"
         )
         body = {
@@ -206,7 +217,7 @@ def run(env: Environment, log: Callable[[str], None], runs: int = RUNS) -> dict[
                 "metadata"
             ]["resourceVersion"]
             started = time.perf_counter()
-            written = vault.secrets.kv.v2.create_or_update_secret(
+            written = vaults[mode].secrets.kv.v2.create_or_update_secret(
                 path=path, secret={"value": value}, mount_point="secret"
             )
             version = int(written["data"]["version"])
@@ -253,12 +264,32 @@ def run(env: Environment, log: Callable[[str], None], runs: int = RUNS) -> dict[
         inside["engine-poll"] = polled.get("engine", 0.0)
     finally:
         controller.stop()
+    # the audit device of a second OpenBao (the http device, beside a file device) pushes
+    controller = _Controller(
+        env,
+        ns,
+        workdir,
+        audit_port,
+        VAULTBRIDGE_VAULT__ADDR=audited.addr,
+        VAULTBRIDGE_VAULT__TOKEN=audited.token,
+        VAULTBRIDGE_TRIGGERS__AUDIT_TOKEN=audit_token,
+    )
+    try:
+        wait_version("audit", 1)
+        audit = measure("audit", lambda _path, _v: None)
+        pushed = controller.inside()
+        inside["audit"] = pushed.get("audit", 0.0)
+        inside["engine-audit"] = pushed.get("engine", 0.0)
+    finally:
+        controller.stop()
+        audited.stop()
         k8s.CoreV1Api(api).delete_namespace(ns)
 
     for mode, seconds, goal in (
         ("webhook", webhook, 100.0),
         ("agent", agent, 100.0),
         ("poll", poll, POLL_INTERVAL * 1000 + 100.0),
+        ("audit", audit, 50.0),
     ):
         result = summary(f"Vault write -> verified in Ceph -> promoted, via {mode}", seconds, 0.0)
         result.pop("wall_s", None)

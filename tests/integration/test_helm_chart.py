@@ -193,6 +193,20 @@ def test_rollout_restart_rules_grant_get_and_patch_of_the_named_workloads_only(
     assert not [r for role in plain for r in role["rules"] if r["apiGroups"] == ["apps"]]
 
 
+def test_the_audit_token_comes_from_a_secret_and_is_absent_by_default(
+    testenv: Environment,
+) -> None:
+    def env_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        containers = pod_template(docs)["spec"]["containers"]
+        main = next(c for c in containers if c["name"] == "vaultbridge")
+        return {e["name"]: e for e in main["env"]}
+
+    assert "VAULTBRIDGE_TRIGGERS__AUDIT_TOKEN" not in env_of(render(testenv))
+    docs = render(testenv, "--set", "triggers.auditTokenSecret.name=vb-audit")
+    token = env_of(docs)["VAULTBRIDGE_TRIGGERS__AUDIT_TOKEN"]
+    assert token["valueFrom"] == {"secretKeyRef": {"name": "vb-audit", "key": "token"}}
+
+
 def test_install_creates_every_object_and_the_pod_passes_restricted(
     testenv: Environment, api: k8s.ApiClient, restricted_ns: str, watched_ns: str
 ) -> None:
