@@ -42,11 +42,13 @@ class Workers:
         self._running: dict[CredentialRef, int] = {}
         self._running_lock = threading.Lock()
         self.max_parallel_per_credential = 0
+        # read at scrape time: counting the waiting credentials walks every key of the queue,
+        # which at 10,000 credentials must not happen on every add
+        metrics.queue_depth.set_function(queue.waiting)
 
     def enqueue(self, ref: CredentialRef, trigger: str, action: Action = "reconcile") -> None:
         self.metrics.triggers.labels(trigger).inc()
         self.queue.add(ref, action, trigger)
-        self.metrics.queue_depth.set(self.queue.waiting())
 
     def forget(self, ref: CredentialRef) -> None:
         self.queue.forget(ref)
@@ -66,8 +68,7 @@ class Workers:
                 return
             not_before = self._process(item)
             self.queue.done(item.key, not_before)
-            self.metrics.queue_depth.set(self.queue.waiting())
-
+    
     def _process(self, item: Item[CredentialRef]) -> float | None:
         ref = item.key
         self._count_running(ref, +1)
