@@ -68,7 +68,7 @@ class Workers:
                 return
             not_before = self._process(item)
             self.queue.done(item.key, not_before)
-    
+
     def _process(self, item: Item[CredentialRef]) -> float | None:
         ref = item.key
         self._count_running(ref, +1)
