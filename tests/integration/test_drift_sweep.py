@@ -81,7 +81,8 @@ def test_a_restart_over_credentials_in_step_changes_nothing_and_a_sweep_finds_dr
     sweeps = labelled(text, "vaultbridge_drift_sweeps_total", result="ok")
     ceph = labelled(text, "vaultbridge_backend_requests_total", backend="ceph")
     assert ceph <= sweeps + 1, (ceph, sweeps)
-    assert labelled(text, "vaultbridge_backend_requests_total", backend="vault") == 0
+    # and one Vault metadata read per credential, once: the catch-up after the first sweep
+    assert labelled(text, "vaultbridge_backend_requests_total", backend="vault") <= COUNT
 
     name, key, _version = creds[COUNT // 2]
     testenv.ceph.ceph("config-key", "set", key, "edited-behind-its-back")

@@ -83,10 +83,15 @@ class Controller:
             leadership=leadership,
             metrics=metrics,
             interval=settings.controller.resync_interval,
+            catch_up=self._catch_up_with_vault,
         )
         self.metrics.track_credentials(self.index.samples)
         self._threads: list[threading.Thread] = []
         self.http: HttpServer | None = None
+
+    def _catch_up_with_vault(self) -> None:
+        if self.engine.vault is not None:
+            self.triggers.poller.cycle(unlimited=True, trigger="resync")
 
     # -- a term of leadership --------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """The periodic drift sweep (``controller.resync_interval``), and the one a term of leadership
 starts with: every credential the index holds is checked at once against what the watches
 hold and one listing of Ceph per target kind, and only those that differ are queued
-(``engine/drift.py``). A sweep that cannot list Ceph is tried again after capped, jittered
+(``engine/drift.py``). After a term's first sweep, every Vault source's current version is read
+once (one metadata read each): a trigger the previous leader accepted and never finished is
+found there. A sweep that cannot list Ceph is tried again after capped, jittered
 backoff; it never falls back to reconciling everything."""
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 
 from vaultbridge.controller.index import CredentialIndex, Entry
 from vaultbridge.controller.leadership import Leadership
@@ -36,8 +39,12 @@ class Sweeper:
         leadership: Leadership,
         metrics: Metrics,
         interval: float,
+        catch_up: Callable[[], object] = lambda: None,
     ) -> None:
         self.engine, self.index, self.watches, self.workers = engine, index, watches, workers
+        # after a term's first sweep: what the previous leader may have accepted and not
+        # finished (a trigger, a push) is only in Vault, which the sweep does not read
+        self.catch_up = catch_up
         self.leadership, self.metrics, self.interval = leadership, metrics, interval
         self.last: Sweep | None = None
         self.last_seconds = 0.0
@@ -92,6 +99,12 @@ class Sweeper:
         )
         return result
 
+    def _catch_up(self) -> None:
+        try:
+            self.catch_up()
+        except Exception:  # the poller logs each source's failure; this must not stop sweeps
+            log.exception("catch-up with Vault failed")
+
     def loop(self, epoch: int) -> None:
         """A term's sweeps: one as soon as both watches have listed, then every ``interval``
         (none after the first when it is 0)."""
@@ -99,10 +112,13 @@ class Sweeper:
         watches = self.watches
         while acting(epoch) and not (watches.crs_listed.is_set() and watches.secrets_listed()):
             stopping.wait(LISTED_WAIT)
-        failures = 0
+        failures, caught_up = 0, False
         while acting(epoch):
             try:
                 self.sweep()
+                if not caught_up:
+                    caught_up = True
+                    self._catch_up()
                 failures, wait = 0, self.interval
             except (BackendError, PreconditionError) as exc:
                 failures += 1

@@ -54,13 +54,15 @@ def post(path: str, body: dict[str, Any], token: str, timeout: float = 5.0) -> t
 
 
 def post_to_leader(path: str, body: dict[str, Any], token: str, timeout: float = 60.0) -> Any:
-    """POST until the leader takes it (202): a standby answers 503, and the port is shared."""
+    """POST until the leader takes it (202): a standby answers 503, and the port is shared;
+    a leader whose watch has not yet delivered a CR just created answers 404 for a moment."""
     deadline = time.monotonic() + timeout
     while True:
         status, answer = post(path, body, token)
         if status == 202:
             return answer
-        assert status in (0, 503) and time.monotonic() < deadline, (status, answer)
+        not_yet = status == 404 and "is watched here" in str(answer)
+        assert (status in (0, 503) or not_yet) and time.monotonic() < deadline, (status, answer)
         time.sleep(0.1)
 
 

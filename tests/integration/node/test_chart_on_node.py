@@ -456,7 +456,7 @@ def _events(d: Deployed, pod: str) -> list[dict[str, Any]]:
     try:
         lines = _logs(d, d.apps, pod, "consumer").splitlines()
     except k8s.ApiException as exc:
-        if exc.status == 400:  # not started yet
+        if exc.status in (400, 404):  # not started yet (404: the kubelet has no log yet)
             return []
         raise
     return [json.loads(line) for line in lines if line.startswith("{")]
