@@ -99,6 +99,9 @@ def test_bad_webhook_requests_are_rejected(
     testenv: Environment, api: k8s.ApiClient, ns: str, start: object
 ) -> None:
     controller = start()  # type: ignore[operator]
+    # the term's catch-up with Vault (after its first sweep) would rotate the new version
+    wait_for(lambda: controller.metric("vaultbridge_drift_sweeps_total") >= 1, "first sweep")
+    time.sleep(1.0)
     name, path, _who, v1 = new_credential(testenv, api, ns, f"{CANARY}-a")
     wait_for(lambda: at_version(api, ns, name, v1), "new CR synced")
     vault_put(testenv, path, {"value": f"{CANARY}-b"})  # a new version nobody may trigger
