@@ -29,6 +29,7 @@ from helm_helpers import CHART, helm
 from kubernetes import client as k8s
 from node_helpers import (
     NODE_VALUES,
+    TRIGGER_PORT,
     container_pid,
     lease_holder,
     node_api,
@@ -754,12 +755,35 @@ def test_helm_upgrade_under_triggers_loses_no_accepted_trigger(deployed: Deploye
     assert len(accepted) >= 10
 
 
+def _leader_idle() -> bool:
+    """The leader answered /metrics on the shared port with nothing waiting or in flight."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{TRIGGER_PORT}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return False
+    values = {
+        line.split(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(
+            ("vaultbridge_leader ", "vaultbridge_queue_depth ", "vaultbridge_rotations_in_flight ")
+        )
+    }
+    return (
+        values.get("vaultbridge_leader") == 1
+        and values.get("vaultbridge_queue_depth") == 0
+        and values.get("vaultbridge_rotations_in_flight") == 0
+    )
+
+
 def test_the_leader_deleted_mid_rotation_the_standby_completes_it_once(
     deployed: Deployed,
 ) -> None:
     d = deployed
     _both_ready(d)
     holder = wait_for(lambda: lease_holder(d.api, d.system, LEASE), "a leader", timeout=60)
+    # the upgrade's rotations (each paused 5 s by the fault) must not queue ahead of rgw's
+    wait_for(_leader_idle, "the leader's queue drained", timeout=300, interval=1.0)
     before = _status(d, "rgw").get("currentVersion")
     value = "failover-" + unique("pw")
     version = vault_put(d.env, d.rgw_path, {"value": value})
