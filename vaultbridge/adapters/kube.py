@@ -130,6 +130,7 @@ class KubeSecrets:
         adopt: bool,
         known: StoredSecret | None = None,
         policy: DeletionPolicy | None = None,
+        absent: bool = False,
     ) -> StoredSecret | None:
         spec = credential.spec
         is_main = name == spec.secret.name
@@ -158,6 +159,7 @@ class KubeSecrets:
             if known is not None and isinstance(known.handle, OwnedSecret)
             else None,
             policy=policy,
+            absent=absent,
         )
         self.written[(credential.ref.namespace, name)] = written.resource_version
         return _stored(written)

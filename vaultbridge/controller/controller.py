@@ -49,6 +49,7 @@ class Controller:
         self._close = close
         self.namespaces = list(settings.kube.namespaces) or None
         self.index = CredentialIndex()
+        engine.claim_from(self.index.credential)
         self.queue: WorkQueue[CredentialRef] = WorkQueue()
         self.workers = Workers(
             engine, self.queue, metrics, leadership, settings.controller.min_interval

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from vaultbridge.engine.ports import CredentialObject
 from vaultbridge.engine.preimage import PREIMAGE_SUFFIX
 from vaultbridge.kube import KIND, OWNER_ANNOTATION, OWNER_UID_ANNOTATION
 from vaultbridge.model.spec import CredentialRef, CredentialSpec, SpecError, parse_spec
@@ -29,6 +30,26 @@ class Entry:
     status: Status
     deleting: bool = False
     finalizers: tuple[str, ...] = ()
+    resource_version: str = ""
+    created: str | None = None
+    api_version: str = "vaultbridge.io/v1alpha1"
+
+    def credential(self) -> CredentialObject | None:
+        """The CR as the engine models it, sharing this entry's spec and status (None: its
+        spec is invalid, or it is being deleted)."""
+        if self.spec is None or self.deleting:
+            return None
+        return CredentialObject(
+            ref=self.ref,
+            uid=self.uid,
+            generation=self.generation,
+            resource_version=self.resource_version,
+            spec=self.spec,
+            status=self.status,
+            api_version=self.api_version,
+            created=self.created,
+            finalizers=self.finalizers,
+        )
 
 
 def entry_from(raw: dict[str, Any]) -> Entry:
@@ -46,6 +67,9 @@ def entry_from(raw: dict[str, Any]) -> Entry:
         status=Status.from_dict(raw.get("status")),
         deleting=bool(metadata.get("deletionTimestamp")),
         finalizers=tuple(metadata.get("finalizers") or ()),
+        resource_version=str(metadata.get("resourceVersion", "")),
+        created=metadata.get("creationTimestamp"),
+        api_version=str(raw.get("apiVersion", "vaultbridge.io/v1alpha1")),
     )
 
 
@@ -78,6 +102,11 @@ class CredentialIndex:
     def get(self, ref: CredentialRef) -> Entry | None:
         with self._lock:
             return self._entries.get(ref)
+
+    def credential(self, ref: CredentialRef) -> CredentialObject | None:
+        """The watched CR, for the engine to claim from (``Access.watched``)."""
+        entry = self.get(ref)
+        return None if entry is None else entry.credential()
 
     def put(self, entry: Entry) -> Entry | None:
         """Store ``entry``; the entry it replaces, if any."""

@@ -4,14 +4,16 @@ Two things make a rotation cheaper here, each measured (docs/benchmarks.md):
 
 - **a per-rotation read cache**: one rotation reads each Secret and each Vault version once;
 - **copies**: each CR as this engine last read or wrote it, and each Secret as it last wrote
-  it. A sync whose copy shows a rotation is due claims from it without reading the CR first
-  (the claim's resourceVersion precondition validates the copy).
+  it, for the credentials rotated lately (``reads.COPIES_LIMIT``). A sync whose copy shows a
+  rotation is due claims from it without reading the CR first (the claim's resourceVersion
+  precondition validates the copy). Without a copy of its own the engine may claim from the
+  controller's watch (``watched``): a stale one costs the claim a conflict and a read.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from vaultbridge.engine.ports import (
@@ -37,6 +39,14 @@ class Access:
         self.copies: dict[CredentialRef, CredentialObject] = {}
         # a stale Secret copy costs the Secret write a conflict and a re-read, nothing more
         self.secret_copies: dict[SecretKey, StoredSecret] = {}
+        self.watched: Callable[[CredentialRef], CredentialObject | None] | None = None
+
+    def claim_copy(self, ref: CredentialRef) -> CredentialObject | None:
+        """The CR to claim from without reading it first: this engine's copy, else the watch's."""
+        copy = self.copies.get(ref)
+        if copy is None and self.watched is not None:
+            copy = self.watched(ref)
+        return copy
 
     # -- the per-rotation read cache -------------------------------------------------------------
 

@@ -105,14 +105,16 @@ class RotationActions:
         annotations = {VERSION_ANNOTATION: str(job.version), ROTATION_ANNOTATION: job.rotation_id}
         key = (job.credential.ref.namespace, spec.secret.name)
         self.access.secret_copies.pop(key, None)
+        known = self.access.secret(*key)
         written = self.access.secrets.write(
             job.credential,
             spec.secret.name,
             job.data,
             annotations=annotations,
             adopt=spec.secret.adopt,
-            known=self.access.secret(*key),
+            known=known,
             policy=secret_policy(spec),
+            absent=known is None,
         )
         self.access.wrote_secret(*key)
         if written is not None:

@@ -171,7 +171,7 @@ class Engine:
     def reconcile(self, ref: CredentialRef) -> Outcome:
         """What the controller calls: finish an interrupted rotation, else sync if needed."""
         with self.access.rotation_scope():
-            copy = self.access.copies.get(ref)
+            copy = self.access.claim_copy(ref)
             if copy is not None and not copy.spec.suspend:
                 outcome = self.starter.from_copy(copy)
                 if outcome is not None:
@@ -210,6 +210,11 @@ class Engine:
         of Ceph per target kind for all of them, no other request (``engine/drift.py``)."""
         view = CephView(self.ceph, self.cephx, self.listing, key_prefix=key_prefix(items))
         return sweep(self.kinds, view, items)
+
+    def claim_from(self, watched: Callable[[CredentialRef], CredentialObject | None]) -> None:
+        """Let a sync claim from ``watched`` (the controller's watch of the CRs) when the engine
+        has no copy of its own: no read of the CR first (the claim validates what it saw)."""
+        self.access.watched = watched
 
     def forget(self, ref: CredentialRef) -> None:
         """Drop the copies of ``ref``'s CR and Secret: its next sync reads both first (the

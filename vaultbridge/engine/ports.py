@@ -77,10 +77,12 @@ class SecretStore(Protocol):
         adopt: bool,
         known: StoredSecret | None = None,
         policy: DeletionPolicy | None = None,
+        absent: bool = False,
     ) -> StoredSecret | None:
         """Create or update the Secret; returns it as written (None: not known). ``policy``:
         how it is linked to the CR (Delete: owned, Retain: outlives it; None: the default for
-        a created Secret, Delete, and for an adopted one, Retain)."""
+        a created Secret, Delete, and for an adopted one, Retain). ``known``: the Secret as just
+        read; ``absent``: just read as missing (either may be stale: a hint that saves a read)."""
         ...
 
     def delete(self, namespace: str, name: str) -> None: ...

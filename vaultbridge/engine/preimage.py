@@ -1,10 +1,12 @@
 """The pre-image store: what Ceph held before a rotation touched it, for the rollback.
 
 In the normal case Ceph already holds what the Secret holds, so the Secret itself is the
-pre-image and nothing is written. Otherwise (first adoption, drift, the Secret-as-source mode,
-a driver that always needs one) Ceph's values go into an owned ``<secret>-vaultbridge-preimage``
-Secret before anything touches Ceph, tagged with the rotation's id; keys Ceph did not have are
-listed in an annotation so that a rollback removes them again.
+pre-image and nothing is written; so too when there is no Secret yet and Ceph holds none of the
+values (a first sync): the rollback then removes what the rotation set. Otherwise (first
+adoption, drift, the Secret-as-source mode, a driver that always needs one) Ceph's values go
+into an owned ``<secret>-vaultbridge-preimage`` Secret before anything touches Ceph, tagged with
+the rotation's id; keys Ceph did not have are listed in an annotation so that a rollback
+removes them again.
 """
 
 from __future__ import annotations
@@ -50,11 +52,11 @@ class PreimageStore:
         secret_holds_preimage = (
             policy == "auto"
             and spec.source is not None
-            and secret is not None
             and (
-                holds(current, slots, secret.data)
+                # no Secret and nothing in Ceph (a first sync): the rollback restores absence
+                holds(current, slots, secret.data if secret is not None else {})
                 # resumed after Apply: Ceph has the new version, the Secret (changed only at
-                # promotion) still holds what Ceph had before
+                # promotion) still holds what Ceph had before (no Secret: Ceph had nothing)
                 or (job.stash == "unknown" and holds(current, slots, job.data))
             )
         )

@@ -25,8 +25,18 @@ class Reads:
 _K = TypeVar("_K")
 
 
-def keep(cache: dict[_K, _T], key: _K, value: _T, limit: int = 100_000) -> None:
-    """``cache[key] = value`` in a cache kept below ``limit`` entries (emptied when full)."""
-    if len(cache) > limit:
-        cache.clear()
+# The copies serve the credentials rotated lately (a trigger's fast path); one beyond them
+# costs a read. At 10,000 credentials, keeping all of them cost 43 MB (docs/benchmarks.md).
+COPIES_LIMIT = 1024
+
+
+def keep(cache: dict[_K, _T], key: _K, value: _T, limit: int = COPIES_LIMIT) -> None:
+    """``cache[key] = value`` in a cache of at most ``limit`` entries, the least recently
+    kept dropped first."""
+    cache.pop(key, None)
     cache[key] = value
+    while len(cache) > limit:
+        try:  # worker threads share the cache: another may have changed it meanwhile
+            del cache[next(iter(cache))]
+        except (KeyError, RuntimeError, StopIteration):
+            continue

@@ -48,7 +48,7 @@ class Starter:
     ) -> Outcome:
         """Rotate ``ref`` (``generate`` None: as its spec says), or plan it (``dry_run``)."""
         sync = to_version is None and not dry_run and generate is not True
-        copy = self.access.copies.get(ref) if credential is None and sync else None
+        copy = self.access.claim_copy(ref) if credential is None and sync else None
         if copy is not None and (generate is False or not copy.spec.generate):
             outcome = self.from_copy(copy)
             if outcome is not None:

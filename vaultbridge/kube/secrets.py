@@ -99,6 +99,7 @@ class SecretSink:
         extra_annotations: Mapping[str, str] | None = None,
         known: OwnedSecret | None = None,
         policy: Policy | None = None,
+        absent: bool = False,
     ) -> OwnedSecret:
         """Create or update Secret ``namespace/name`` with ``data`` (other keys are kept).
 
@@ -113,6 +114,9 @@ class SecretSink:
         the default: a Secret created here is deleted with its owner; an existing one keeps
         the link it has, and one being adopted (or older than its owner: adopted by an earlier
         release) is retained.
+
+        ``known`` is the Secret as the caller read it moments ago; ``absent``: it read that there
+        is none. Either saves the read before the write (a stale one costs a 409 and a re-read).
         """
         for key, value in data.items():
             if not isinstance(value, Sensitive):
@@ -135,7 +139,12 @@ class SecretSink:
             # a copy read moments ago saves a round trip; a stale one just costs a 409 and a
             # re-read (the update carries its resourceVersion)
             from_known = attempt == 1 and known is not None and known.raw is not None
-            current = known.raw if from_known and known is not None else self._read(namespace, name)
+            if from_known and known is not None:
+                current = known.raw
+            elif attempt == 1 and absent and known is None:
+                current = None
+            else:
+                current = self._read(namespace, name)
             if current is None:
                 result = self._create(job, attempt)
             else:

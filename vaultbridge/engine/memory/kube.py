@@ -123,6 +123,7 @@ class MemorySecrets:
         adopt: bool,
         known: StoredSecret | None = None,
         policy: DeletionPolicy | None = None,
+        absent: bool = False,
     ) -> StoredSecret | None:
         self.faults.check("secrets.write")
         key = (credential.ref.namespace, name)
