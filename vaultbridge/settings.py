@@ -138,7 +138,7 @@ class ControllerSettings(BaseModel):
     resync_interval: float = Field(default=600.0, ge=0)  # the drift sweep; 0: only at start
     lease_duration: float = Field(default=15.0, gt=0)
     renew_deadline: float = Field(default=10.0, gt=0)
-    retry_period: float = Field(default=2.0, gt=0)
+    retry_period: float = Field(default=4.0, gt=0)
     identity: str | None = None  # default: host name, pid and a random suffix (Lease + journal)
 
 

@@ -137,6 +137,87 @@ def test_only_one_leader_and_takeover_after_expiry(kube: KubeClient, namespace: 
     assert a.is_leader
 
 
+class _Counting:
+    """The elector's client, counting the requests it sends (each watch is one)."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube, self.sent = kube, 0
+        original = kube.api_client.rest_client.pool_manager.request
+
+        def request(*args: Any, **kwargs: Any) -> Any:
+            self.sent += 1
+            return original(*args, **kwargs)
+
+        kube.api_client.rest_client.pool_manager.request = request
+
+
+@pytest.mark.integration
+def test_a_standby_watches_the_lease_and_takes_it_when_released(
+    kube: KubeClient, kube_cluster: Any, namespace: str
+) -> None:
+    timing = {"lease_duration": 6.0, "renew_deadline": 4.0, "retry_period": 0.5}
+    standby_kube = KubeClient.from_kubeconfig(kube_cluster.kubeconfig)
+    counted = _Counting(standby_kube)
+    a = LeaderElector(kube, namespace, "vaultbridge", "a", **timing)
+    b = LeaderElector(standby_kube, namespace, "vaultbridge", "b", **timing)
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    stop, beats, renewing = threading.Event(), [], threading.Event()
+    renewing.set()
+
+    def leader() -> None:
+        while renewing.is_set():
+            a.try_acquire_or_renew()
+            time.sleep(0.5)
+
+    threading.Thread(target=leader, daemon=True).start()
+    sent_before, began = counted.sent, time.monotonic()
+    outcome: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: outcome.append(b.wait_as_standby(stop, lambda: beats.append(1)))
+    )
+    waiter.start()
+    time.sleep(4.0)  # eight renewals by a, seen on the one watch
+    assert waiter.is_alive() and len(beats) >= 5
+    assert counted.sent - sent_before == 1  # polling at 0.5 s would have read it 8 times
+    renewing.clear()
+    time.sleep(0.6)
+    released_at = time.monotonic()
+    a.release()
+    waiter.join(timeout=5)
+    assert outcome == [True]  # the release ended the wait at once
+    assert time.monotonic() - released_at < 2.0, time.monotonic() - began
+    assert b.try_acquire_or_renew() and b.is_leader
+    standby_kube.close()
+
+
+@pytest.mark.integration
+def test_a_standby_watching_a_dead_leader_takes_over_after_its_lease(
+    kube: KubeClient, namespace: str
+) -> None:
+    timing = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.5}
+    a = LeaderElector(kube, namespace, "vaultbridge", "a", **timing)
+    b = LeaderElector(kube, namespace, "vaultbridge", "b", **timing)
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    began = time.monotonic()  # a dies now: it never renews again
+    while not b.try_acquire_or_renew():
+        assert b.wait_as_standby(threading.Event(), lambda: None) is False
+        assert time.monotonic() - began < 10
+    assert 3.0 <= time.monotonic() - began < 6.0
+    assert b.is_leader and not a.try_acquire_or_renew()
+
+
+@pytest.mark.integration
+def test_a_standby_whose_watch_fails_returns_at_once(kube: KubeClient, namespace: str) -> None:
+    a = LeaderElector(kube, namespace, "vaultbridge", "a")
+    b = LeaderElector(kube, namespace, "vaultbridge", "b")
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    k8s.CoordinationV1Api(kube.api_client).delete_namespaced_lease("vaultbridge", namespace)
+    began = time.monotonic()
+    assert b.wait_as_standby(threading.Event(), lambda: None) is True  # deleted: free
+    assert time.monotonic() - began < 2.0
+    assert b.try_acquire_or_renew()
+
+
 @pytest.mark.integration
 def test_candidates_racing_never_both_lead(kube: KubeClient, namespace: str) -> None:
     electors = [LeaderElector(kube, namespace, "race", f"c{i}") for i in range(4)]

@@ -135,7 +135,7 @@ class Controller:
                 self._start_leading()
             elif began is False:
                 self._stop_leading("lost the lease")
-            self.leadership.stopping.wait(self.leadership.retry_period)
+            self.leadership.pause()
 
     # -- running -------------------------------------------------------------------------------
 

@@ -59,6 +59,21 @@ class Leadership:
             return False
         return None
 
+    def pause(self) -> None:
+        """Between two rounds: a leader waits ``retry_period``; a standby waits on its watch
+        of the Lease; at least ``retry_period`` unless the Lease is free (a watch that fails at
+        once is not a hot loop)."""
+        began = time.monotonic()
+        if self.leading.is_set() or self.elector.is_leader:
+            self.stopping.wait(self.retry_period)
+            return
+        if self.elector.wait_as_standby(self.stopping, self._beat):
+            return
+        self.stopping.wait(max(0.0, self.retry_period - (time.monotonic() - began)))
+
+    def _beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
     def alive(self) -> bool:
         """Has the election loop run lately?"""
         return time.monotonic() - self.heartbeat <= 3 * self.retry_period + 10

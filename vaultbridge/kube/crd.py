@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,10 +367,15 @@ def stream_events(  # noqa: PLR0917 - one call site per watched resource
     deadline: float | None,
     stop: threading.Event | None,
     shape: Callable[[str, dict[str, Any]], dict[str, Any]],
-) -> Iterator[tuple[str, dict[str, Any]]]:
+    *,
+    idle_timeout: float | None = None,
+    bookmarks: bool = True,
+) -> Generator[tuple[str, dict[str, Any]], None, None]:
     """One watch of the collection at ``path`` (``query``: e.g. a label selector): reconnects
-    from the last version seen, requests bookmarks, raises ``KubeWatchExpired`` on 410 Gone.
-    ``shape`` turns each object into what the caller yields."""
+    from the last version seen, requests bookmarks (unless ``bookmarks`` is False), raises
+    ``KubeWatchExpired`` on 410 Gone. ``shape`` turns each object into what the caller yields.
+    ``idle_timeout``: seconds without a byte from the server before the watch fails with a
+    ``KubeError`` (default: the server's own timeout and 30 s more)."""
     version = resource_version
     op = Operation("watch", resource, namespace)
     while stop is None or not stop.is_set():
@@ -383,12 +388,13 @@ def stream_events(  # noqa: PLR0917 - one call site per watched resource
         params: dict[str, Any] = {
             **query,
             "watch": True,
-            "allowWatchBookmarks": True,
+            "allowWatchBookmarks": bookmarks,
             "timeoutSeconds": chunk,
         }
         if version:
             params["resourceVersion"] = version
-        response = kube.open_stream(op, path, params, read_timeout=chunk + 30)
+        read_timeout = chunk + 30 if idle_timeout is None else idle_timeout
+        response = kube.open_stream(op, path, params, read_timeout=read_timeout)
         try:
             for line in _lines(response, op):
                 event = json.loads(line)

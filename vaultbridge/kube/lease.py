@@ -1,7 +1,10 @@
 """Leader election on a coordination.k8s.io/v1 Lease, driven by the caller (no threads here).
 
 Call :meth:`LeaderElector.try_acquire_or_renew` every ``retry_period`` seconds; act as leader
-only while :attr:`LeaderElector.is_leader` is true. Like client-go, expiry is judged by the
+only while :attr:`LeaderElector.is_leader` is true. Between rounds a standby may call
+:meth:`LeaderElector.wait_as_standby` instead of sleeping: it watches the Lease, so that it
+costs the API server one request every few minutes rather than a read every round, and takes
+over the moment the leader releases it. Like client-go, expiry is judged by the
 local clock from the moment this process last saw the Lease record change, never by comparing
 the holder's ``renewTime`` with our clock, so clock skew between hosts does not matter.
 Every write carries the resourceVersion it was based on: of two contenders only one wins.
@@ -10,12 +13,14 @@ Every write carries the resourceVersion it was based on: of two contenders only 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from vaultbridge.kube.client import KubeClient
+from vaultbridge.kube.crd import stream_events
 from vaultbridge.kube.errors import KubeConflict, KubeError, KubeNotFound, Operation
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,7 @@ class LeaderElector:
         self._api = client.coordination()
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
+        self._observed_version: str | None = None  # the Lease's resourceVersion, last read
         self._renewed_at: float | None = None
         # the Lease as our last write left it: while we lead, a renewal is one update over it
         # (its resourceVersion is the precondition: a conflict means someone else wrote it)
@@ -101,15 +107,7 @@ class LeaderElector:
             return self._create(now, now_wall)
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or None
-        record = (
-            holder,
-            spec.get("renewTime"),
-            spec.get("leaseTransitions"),
-            spec.get("acquireTime"),
-        )
-        if record != self._observed:
-            self._observed = record
-            self._observed_at = now
+        self._observe(lease, now)
         duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
         ours = holder == self.identity
         if holder and not ours and now < self._observed_at + duration:
@@ -188,14 +186,63 @@ class LeaderElector:
         self._seen(created, now)
         return True
 
-    def _seen(self, lease: dict[str, Any], now: float) -> None:
+    def wait_as_standby(self, stop: threading.Event, beat: Callable[[], None]) -> bool:
+        """While another candidate holds the Lease, wait on a watch of it for the moment this
+        one may take it: returns when the Lease is released or deleted, when its holder has
+        not renewed it for its duration (it may have expired: the next round decides), when
+        ``stop`` is set, or at once on any error. ``beat`` is called on every change seen (the
+        holder's renewals keep the watch, and this process's liveness, going). True: the Lease
+        is free now (released, deleted or ours), so the next round should come at once."""
+        holder = self.holder
+        if holder is None or holder == self.identity:
+            return True
+        if self._observed_version is None:
+            return False
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        events = stream_events(
+            self.kube,
+            path,
+            {"fieldSelector": f"metadata.name={self.name}"},
+            "leases",
+            self.namespace,
+            self._observed_version,
+            None,
+            stop,
+            lambda _kind, obj: obj,
+            # no bookmarks: silence for a lease duration means the holder stopped renewing
+            idle_timeout=self.lease_duration + 1,
+            bookmarks=False,
+        )
+        try:
+            for kind, lease in events:
+                beat()
+                if kind == "DELETED":
+                    return True
+                self._observe(lease, self._monotonic())
+                if self.holder in (None, self.identity):
+                    return True
+        except KubeError as exc:
+            log.debug("watch of lease %s/%s ended: %s", self.namespace, self.name, exc)
+        finally:
+            events.close()
+        return False
+
+    def _observe(self, lease: dict[str, Any], now: float) -> None:
+        """Note the Lease record; when it changed, restart the expiry clock."""
         spec = lease.get("spec") or {}
-        self._observed = (
+        record = (
             spec.get("holderIdentity") or None,
             spec.get("renewTime"),
             spec.get("leaseTransitions"),
             spec.get("acquireTime"),
         )
+        if record != self._observed:
+            self._observed = record
+            self._observed_at = now
+        self._observed_version = (lease.get("metadata") or {}).get("resourceVersion")
+
+    def _seen(self, lease: dict[str, Any], now: float) -> None:
+        self._observe(lease, now)
         self._observed_at = now
         self._renewed_at = now
         self._held = lease
