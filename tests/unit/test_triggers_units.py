@@ -226,6 +226,22 @@ def test_poller_budget_and_round_robin() -> None:
     assert calls == ["p0", "p1", "p2", "p0"]
 
 
+def test_a_catch_up_reads_no_source_that_is_skipped() -> None:
+    calls: list[str] = []
+    sources = [Source("c0", "secret", "p0", 1), Source("c1", "secret", "p1", 1)]
+    sources.append(Source("c2", "secret", "p1", 1))  # two credentials on one path
+
+    def current(mount: str, path: str) -> int:
+        calls.append(path)
+        return 2
+
+    poller = Poller(lambda: sources, current, lambda k, why: None, budget=1)
+    assert poller.cycle(unlimited=True, skip=lambda key: key in ("c0", "c1")) == ["c2"]
+    assert calls == ["p1"]  # p0's only credential is queued already: not read
+    assert poller.cycle(unlimited=True, skip=lambda key: True) == []
+    assert calls == ["p1"]
+
+
 def test_agent_file(tmp_path: Path) -> None:
     assert parse_agent_file("# rendered\nsecret/ceph/a\n\nsecret/ceph/b@4\nnot a path\n") == {
         "secret/ceph/a",

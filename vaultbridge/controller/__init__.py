@@ -24,7 +24,9 @@ Its parts, one job each:
 - ``controller/watches.py``: the CR and managed-Secret watches;
 - ``controller/work.py``: the workers on the work queue (backoff, metrics);
 - ``controller/triggers.py``: schedules, the poller, the Agent file and the webhook;
-- ``controller/http.py``: ``/metrics``, ``/healthz``, ``/readyz`` and the webhook's routes.
+- ``controller/http.py``: ``/metrics``, ``/healthz``, ``/readyz`` and the webhook's routes;
+- ``controller/memory.py``: glibc's malloc arenas limited, and trimmed after a burst of work;
+- ``controller/sweep.py``: the drift sweep, and a term's catch-up with Vault.
 """
 
 from vaultbridge.controller.controller import Controller, build_controller

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vaultbridge.app import App, build
+from vaultbridge.controller import memory
 from vaultbridge.controller.http import routes
 from vaultbridge.controller.index import CredentialIndex
 from vaultbridge.controller.leadership import Leadership
@@ -91,8 +92,9 @@ class Controller:
         self.http: HttpServer | None = None
 
     def _catch_up_with_vault(self) -> None:
+        # a credential queued or in flight reads Vault's latest version when it runs
         if self.engine.vault is not None:
-            self.triggers.poller.cycle(unlimited=True, trigger="resync")
+            self.triggers.poller.cycle(unlimited=True, trigger="resync", skip=self.queue.busy)
 
     # -- a term of leadership --------------------------------------------------------------------
 
@@ -198,6 +200,7 @@ def build_controller(settings: Settings, *, log_level: str | None = None) -> Con
     """The controller of ``vaultbridge run``: one identity for its Lease and its journals, the
     ports counted in its metrics, and the engine stopped before each action once the Lease is
     lost."""
+    memory.limit_arenas()  # before any of its threads start
     identity = settings.controller.identity or default_holder()
     metrics = Metrics()
     kube = KubeClient.from_settings(settings.kube.kubeconfig)

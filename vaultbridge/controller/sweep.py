@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 
+from vaultbridge.controller import memory
 from vaultbridge.controller.index import CredentialIndex, Entry
 from vaultbridge.controller.leadership import Leadership
 from vaultbridge.controller.watches import Watches
@@ -119,6 +120,7 @@ class Sweeper:
                 if not caught_up:
                     caught_up = True
                     self._catch_up()
+                memory.trim()  # what the sweep's listings and snapshot held
                 failures, wait = 0, self.interval
             except (BackendError, PreconditionError) as exc:
                 failures += 1

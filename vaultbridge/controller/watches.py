@@ -99,12 +99,11 @@ class Watches:
         first = True
         while self.leadership.acting(epoch):
             try:
-                snapshot = self.crs.list_snapshot(self.namespaces)
-                self._listed(snapshot.items, first)
+                versions = self._list_credentials(first)
                 first = False
                 self.ok["credentialrotations"] = True
                 self.crs_listed.set()
-                for kind, obj in self.crs.watch(self.namespaces, snapshot.resource_versions):
+                for kind, obj in self.crs.watch(self.namespaces, versions):
                     if not self.leadership.acting(epoch):
                         return
                     self.apply(obj, kind, "watch")
@@ -117,18 +116,22 @@ class Watches:
                 log.warning("watch of CredentialRotations failed: %s; listing again", exc)
                 self.leadership.stopping.wait(WATCH_ERROR_PAUSE)
 
-    def _listed(self, items: list[dict[str, Any]], first: bool) -> None:
-        """A (re)list: every CR applied, those no longer listed deleted. The first list of a
-        term queues none of them: the drift sweep that follows it (``controller/sweep.py``)
-        queues those that differ, or have a rotation to resume."""
+    def _list_credentials(self, first: bool) -> dict[str | None, str]:
+        """A (re)list: every CR applied as its page arrives (10,000 listed CRs are never held
+        at once), those no longer listed deleted; the list's resourceVersions. The first list
+        of a term queues none of them: the drift sweep that follows it
+        (``controller/sweep.py``) queues those that differ, or have a rotation to resume."""
         seen = set()
-        for raw in items:
-            ref = CredentialRef(raw["metadata"]["namespace"], raw["metadata"]["name"])
-            seen.add(ref)
+
+        def each(raw: dict[str, Any]) -> None:
+            seen.add(CredentialRef(raw["metadata"]["namespace"], raw["metadata"]["name"]))
             self.apply(raw, "ADDED", "watch", queue_new=not first)
+
+        versions = self.crs.list_each(self.namespaces, each)
         for ref in [ref for ref in self.index.refs() if ref not in seen]:
             gone = {"metadata": {"namespace": ref.namespace, "name": ref.name}}
             self.apply(gone, "DELETED", "watch")
+        return versions
 
     def apply(
         self, raw: dict[str, Any], kind: str, trigger: str, *, queue_new: bool = True

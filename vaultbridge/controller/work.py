@@ -8,6 +8,7 @@ import random
 import threading
 import time
 
+from vaultbridge.controller import memory
 from vaultbridge.controller.leadership import Leadership
 from vaultbridge.engine.engine import Engine, Interrupted
 from vaultbridge.engine.outcome import Outcome
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 ROTATING_RESULTS = frozenset({"promoted", "rolled-back", "failed"})
 IN_FLIGHT_RECHECK = 5.0
+TRIM_AFTER = 200  # items worked since the last trim, before an idle queue trims the heap
 
 
 class Workers:
@@ -42,6 +44,7 @@ class Workers:
         self._running: dict[CredentialRef, int] = {}
         self._running_lock = threading.Lock()
         self.max_parallel_per_credential = 0
+        self.worked_since_trim = 0
         # read at scrape time: counting the waiting credentials walks every key of the queue,
         # which at 10,000 credentials must not happen on every add
         metrics.queue_depth.set_function(queue.waiting)
@@ -62,7 +65,11 @@ class Workers:
         while acting(epoch):
             item = self.queue.get(timeout=0.5)
             if item is None:
+                if self.worked_since_trim >= TRIM_AFTER:  # a burst of work is over
+                    self.worked_since_trim = 0
+                    memory.trim()
                 continue
+            self.worked_since_trim += 1
             if not acting(epoch) or not self.leadership.elector.is_leader:
                 self.queue.done(item.key)
                 return

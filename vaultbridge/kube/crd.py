@@ -91,13 +91,21 @@ class CredentialRotationClient:
         """Every CR, in pages, each without ``managedFields`` (the controller never reads
         them, and they are most of an object's size)."""
         items: builtins.list[dict[str, Any]] = []
+        versions = self.list_each(namespaces, items.append)
+        return ListSnapshot(items=items, resource_versions=versions)
+
+    def list_each(
+        self, namespaces: builtins.list[str] | None, each: Callable[[dict[str, Any]], None]
+    ) -> dict[str | None, str]:
+        """Every CR passed to ``each`` as its page arrives (the whole list is never held at
+        once); returns the list's resourceVersions, for :meth:`watch`."""
         versions: dict[str | None, str] = {}
         for namespace in _scopes(namespaces):
             op = Operation("list", PLURAL, namespace)
             versions[namespace] = list_pages(
-                self.kube, op, _path(namespace), {}, shape=_as_got, collect=items.append
+                self.kube, op, _path(namespace), {}, shape=_as_got, collect=each
             )
-        return ListSnapshot(items=items, resource_versions=versions)
+        return versions
 
     # -- writes -----------------------------------------------------------------------------
 

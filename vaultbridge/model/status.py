@@ -7,13 +7,17 @@ Nothing here ever holds a credential value: only versions, entity names, reasons
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Final, Literal, cast
 
 from vaultbridge.model.sensitive import Sensitive
+
+_INTERNED_LENGTH = 200  # texts up to this long are kept once (sys.intern)
 
 READY: Final = "Ready"
 ROTATING: Final = "Rotating"
@@ -259,6 +263,12 @@ def format_time(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
+@lru_cache(maxsize=4096)
+def _parse_time_shared(text: str) -> datetime:
+    """``parse_time``, one object for equal texts (a status's conditions share their times)."""
+    return parse_time(text)
+
+
 def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 time (``Z`` or offset) into an aware UTC datetime."""
     try:
@@ -315,8 +325,12 @@ class _Reader:
 
     def optional_str(self, key: str) -> str | None:
         value = self.obj.get(key)
-        if value is None or isinstance(value, str):
-            return value
+        if value is None:
+            return None
+        if isinstance(value, str):
+            # one copy of each short text: the controller holds a parsed status per CR, and
+            # most of their condition types, reasons and messages are the same
+            return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
         raise self.fail(key, "must be a string")
 
     def required_str(self, key: str) -> str:
@@ -352,7 +366,7 @@ class _Reader:
         if not value:
             return None
         try:
-            return parse_time(value)
+            return _parse_time_shared(value)
         except StatusError as exc:
             raise self.fail(key, str(exc)) from None
 

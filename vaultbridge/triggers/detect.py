@@ -66,14 +66,23 @@ class Poller(Generic[K]):
         self.requests = 0
         self.errors = 0
 
-    def cycle(self, *, unlimited: bool = False, trigger: str = "poll") -> list[K]:
+    def cycle(
+        self,
+        *,
+        unlimited: bool = False,
+        trigger: str = "poll",
+        skip: Callable[[K], bool] | None = None,
+    ) -> list[K]:
         """One round: at most ``budget`` metadata reads (``unlimited``: every source), continuing
-        where the last round stopped.
+        where the last round stopped. Sources whose key ``skip`` names are not read (a path
+        all of whose sources are skipped costs nothing).
 
         Returns the keys queued.
         """
         by_path: dict[tuple[str, str], list[Source[K]]] = {}
         for source in self.sources():
+            if skip is not None and skip(source.key):
+                continue
             by_path.setdefault((source.mount, source.path), []).append(source)
         paths = sorted(by_path)
         if not paths:
