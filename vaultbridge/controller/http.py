@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from vaultbridge.controller import memory
 from vaultbridge.controller.leadership import Leadership
 from vaultbridge.controller.triggers import Triggers
 from vaultbridge.observability.http import Routes
 from vaultbridge.observability.metrics import CONTENT_TYPE, Metrics
 from vaultbridge.triggers.audit import MAX_ENTRY
+
+TRIM_AFTER_SCRAPE = 1 << 20  # bytes of /metrics (about 3,000 credentials) worth a trim
 
 
 def routes(
@@ -30,8 +33,14 @@ def routes(
             return 503, {**body, "status": "not ready", "problems": problems}
         return 200, {**body, "status": "ready"}
 
+    def scrape() -> tuple[bytes, str]:
+        text = metrics.render()
+        if len(text) > TRIM_AFTER_SCRAPE:  # many per-credential samples came and went
+            memory.trim()
+        return text, CONTENT_TYPE
+
     return Routes(
-        metrics=lambda: (metrics.render(), CONTENT_TYPE),
+        metrics=scrape,
         healthz=lambda: (200, {"status": "ok"}),
         readyz=readiness,
         posts={
