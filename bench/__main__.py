@@ -1,9 +1,9 @@
 """``python -m bench``: start the real servers, run the benchmarks, print figures and ratios.
 
-    make bench                                  # everything, default sizes
+    make bench                                  # everything but node, default sizes
     make bench BENCH_ARGS="--only config --count 200 --rook-sample 20"
     make bench BENCH_ARGS="--only node"         # Secret -> volume on the test node
-    make bench BENCH_ARGS="--only idle --idle-count 2000"   # idle cost per credential-hour
+    make bench BENCH_ARGS="--only scale --count 2000"   # first sync, RSS, idle cost, restart
 
 Results are also written to bench/results/<name>.json (git-ignored).
 """
@@ -37,10 +37,15 @@ def main() -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["config", "cephx", "triggers", "node", "idle"],
-        help="run only these benchmarks (repeatable); node and idle only when named",
+        choices=["config", "cephx", "triggers", "scale", "node", "idle"],
+        help="run only these benchmarks (repeatable); node only when named; idle is scale",
     )
-    parser.add_argument("--count", type=int, default=1000, help="config credentials to rotate")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="credentials of the config pass (default 1000) and of the scale pass (10000)",
+    )
     parser.add_argument(
         "--rook-sample",
         type=int,
@@ -52,13 +57,17 @@ def main() -> int:
         "--workers", type=int, default=8, help="worker threads for the concurrent config pass"
     )
     parser.add_argument(
-        "--idle-count", type=int, default=500, help="credentials for the idle-cost benchmark"
+        "--idle-count", type=int, default=None, help="the scale pass's credentials (as --count)"
     )
     parser.add_argument(
-        "--idle-seconds", type=float, default=130.0, help="idle window of the idle benchmark"
+        "--idle-seconds", type=float, default=130.0, help="idle window of the scale pass"
     )
     args = parser.parse_args()
-    wanted = args.only or ["config", "cephx", "triggers"]
+    wanted = [
+        "scale" if name == "idle" else name
+        for name in (args.only or ["config", "cephx", "triggers", "scale"])
+    ]
+    wanted = list(dict.fromkeys(wanted))
 
     reused = os.environ.get("VAULTBRIDGE_TESTENV_REUSE") == "1" and load() is not None
     node = "node" in wanted
@@ -71,14 +80,16 @@ def main() -> int:
     try:
         for name in wanted:
             try:
-                module = importlib.import_module(f"bench.{name}")
+                module = importlib.import_module(f"bench.{'idle' if name == 'scale' else name}")
             except ModuleNotFoundError:
                 log(f"{name}: no benchmark module yet, skipped")
                 continue
             if name == "config":
-                results[name] = module.run(env, args.count, args.rook_sample, log, args.workers)
-            elif name == "idle":
-                results[name] = module.run(env, log, args.idle_count, args.idle_seconds)
+                count = args.count or 1000
+                results[name] = module.run(env, count, args.rook_sample, log, args.workers)
+            elif name == "scale":
+                count = args.idle_count or args.count or 10_000
+                results[name] = module.run(env, log, count, args.idle_seconds)
             else:
                 results[name] = module.run(env, log)
     finally:

@@ -1,5 +1,6 @@
-"""Idle cost of ``vaultbridge run`` at N credentials: what it asks of the API server, Vault and
-the mons, and its memory, while nothing is due (the baseline of issue 16).
+"""The scale pass: ``vaultbridge run`` over N credentials (10,000 by default): its first sync,
+its memory, what it asks of the API server, Vault and the mons while nothing is due, and a
+restart over them (issue 16's table).
 
 N config-key credentials (one Vault path each) are created, the controller starts with default
 settings except the resync interval (set so that one resync falls inside the idle window), and
@@ -9,11 +10,12 @@ once every CR is promoted the benchmark waits ``idle`` seconds. Counted:
   controller-manager's share is measured in a window before vaultbridge starts and reported);
 - Vault and Ceph: vaultbridge's ``vaultbridge_backend_requests_total`` (each engine port call);
 - the controller's RSS after the sync and at the end, and its CPU while idle;
-- a restart: a new controller over the same credentials, until its first drift sweep is done
-  (caught up), with what it rotated and asked of Ceph and Vault by then.
+- a restart: a new controller over the same credentials, until it is caught up (its first
+  drift sweep and its catch-up with Vault done), with what it rotated and asked of Ceph and
+  Vault by then.
 
-Figures are per credential-hour, the unit of issue 16's targets. Opt in: ``--only idle``
-(``--idle-count``, ``--idle-seconds``).
+Figures are per credential-hour, the unit of issue 16's targets. ``--only scale`` runs it
+alone; ``--count`` sets N, ``--idle-seconds`` the window.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
+from tabulate import tabulate
 
 from bench.triggers import GROUP, PLURAL, VERSION, _Controller, clients_and_namespace
 from vaultbridge.testenv.env import Environment
 
-COUNT = 500
+COUNT = 10_000
 IDLE = 130.0
+POLL = 5.0  # seconds between looks at the controller's count: a scrape of 10,000 is not free
 
 
 def _apiserver_requests(env: Environment) -> float:
@@ -82,15 +86,16 @@ def _metric(port: int, name: str, label: str = "") -> float:
 
 
 def _restart(env: Environment, ns: str, workdir: Path, resync: float) -> dict[str, Any]:
-    """A new controller over the credentials in step: from its start to the end of its first
-    drift sweep (caught up), and what it rotated and asked of Ceph and Vault by then."""
+    """A new controller over the credentials in step: from its start until it is caught up
+    (its first drift sweep and its catch-up with Vault done), and what it rotated and asked of
+    Ceph and Vault by then."""
     began = time.monotonic()
     controller = _Controller(
         env, ns, workdir, VAULTBRIDGE_CONTROLLER__RESYNC_INTERVAL=str(round(resync))
     )
     try:
         leading = time.monotonic() - began
-        while _metric(controller.port, "vaultbridge_drift_sweeps_total", 'result="ok"') < 1:
+        while _metric(controller.port, "vaultbridge_catch_ups_total") < 1:
             if time.monotonic() - began > 600:
                 raise RuntimeError("idle: the restarted controller never finished a sweep")
             time.sleep(0.2)
@@ -151,7 +156,7 @@ def run(
                 break
             if time.monotonic() - began > 1800:
                 raise RuntimeError(f"idle: only {done} of {count} promoted after 30 min")
-            time.sleep(2)
+            time.sleep(POLL)
         synced_s = time.monotonic() - began
         pid = controller.proc.pid
         rss_synced = _rss_mb(pid)
@@ -206,4 +211,33 @@ def run(
         "restart": restart,
     }
     log("idle: " + json.dumps(result["per_credential_hour"]) + " requests per credential-hour")
+    print(table(result), flush=True)
     return result
+
+
+def table(result: dict[str, Any]) -> str:
+    """Issue 16's table, for one run."""
+    hour, restart = result["per_credential_hour"], result["restart"]
+    rows = [
+        ("first sync (every CR promoted)", f"{result['first_sync_s']:.0f} s"),
+        (
+            "RSS after the sync / idle",
+            f"{result['rss_mb_after_sync']:.0f} / {result['rss_mb_idle']:.0f} MB",
+        ),
+        (
+            "idle requests per credential-hour: Kubernetes / Vault / Ceph",
+            f"{hour['kubernetes']} / {hour['vault']} / {hour['ceph']}",
+        ),
+        ("idle CPU", f"{result['idle_cpu_fraction_of_a_core'] * 100:.1f} % of a core"),
+        (
+            "restart: leader / caught up",
+            f"{restart['leader_after_s']} / {restart['caught_up_s']} s",
+        ),
+        (
+            "restart: rotations, queued, Ceph and Vault requests until caught up",
+            f"{restart['promoted']:.0f}, {restart['queued_by_sweep']:.0f}, "
+            f"{restart['ceph_requests']:.0f}, {restart['vault_requests']:.0f}",
+        ),
+        ("restart: RSS once caught up", f"{restart['rss_mb']:.0f} MB"),
+    ]
+    return tabulate(rows, headers=[f"{result['credentials']:,} credentials", ""])

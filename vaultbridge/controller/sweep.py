@@ -105,6 +105,7 @@ class Sweeper:
             self.catch_up()
         except Exception:  # the poller logs each source's failure; this must not stop sweeps
             log.exception("catch-up with Vault failed")
+        self.metrics.catch_ups.inc()
 
     def loop(self, epoch: int) -> None:
         """A term's sweeps: one as soon as both watches have listed, then every ``interval``
@@ -120,7 +121,7 @@ class Sweeper:
                 if not caught_up:
                     caught_up = True
                     self._catch_up()
-                memory.trim()  # what the sweep's listings and snapshot held
+                memory.release()  # what the sweep's listings and snapshot held
                 failures, wait = 0, self.interval
             except (BackendError, PreconditionError) as exc:
                 failures += 1

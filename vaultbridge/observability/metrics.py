@@ -175,6 +175,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.catch_ups = Counter(
+            "vaultbridge_catch_ups_total",
+            "Terms of leadership caught up: the first sweep done and every Vault source not "
+            "queued read once",
+            registry=r,
+        )
 
     def track_credentials(self, samples: Callable[[], Iterable[CredentialSample]]) -> None:
         self.registry.register(_CredentialCollector(samples))
