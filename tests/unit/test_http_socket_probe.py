@@ -23,7 +23,7 @@ def _routes(name: str, ready: list[bool]) -> Routes:
         return (200, {"who": name}) if ready[0] else (503, {"who": name, "problems": ["x"]})
 
     return Routes(
-        metrics=lambda: (b"", "text/plain"),
+        metrics=lambda _names: (b"", "text/plain"),
         healthz=lambda: (200, {"status": "ok", "who": name}),
         readyz=readyz,
     )

@@ -33,8 +33,8 @@ def routes(
             return 503, {**body, "status": "not ready", "problems": problems}
         return 200, {**body, "status": "ready"}
 
-    def scrape() -> tuple[bytes, str]:
-        text = metrics.render()
+    def scrape(names: frozenset[str]) -> tuple[bytes, str]:
+        text = metrics.render(names)
         if len(text) > TRIM_AFTER_SCRAPE:  # many per-credential samples came and went
             memory.trim()
         return text, CONTENT_TYPE

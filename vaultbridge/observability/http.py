@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,9 @@ JsonReply = tuple[int, dict[str, Any]]
 
 @dataclass
 class Routes:
-    metrics: Callable[[], tuple[bytes, str]]
+    metrics: Callable[[frozenset[str]], tuple[bytes, str]]
+    """The scrape: only the named metrics (``?name[]=...``, as Prometheus's client does) when
+    any are named, else all."""
     healthz: Callable[[], JsonReply]
     readyz: Callable[[], JsonReply]
     posts: dict[str, Callable[[bytes, str | None], JsonReply]] = field(default_factory=dict)
@@ -64,7 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         try:
             if path == "/metrics":
-                body, content_type = routes.metrics()
+                query = parse_qs(self.path.split("?", 1)[1]) if "?" in self.path else {}
+                body, content_type = routes.metrics(frozenset(query.get("name[]", ())))
                 self._send(200, body, content_type)
             elif path == "/healthz":
                 self._json(routes.healthz())

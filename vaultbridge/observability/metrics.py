@@ -38,7 +38,14 @@ class _CredentialCollector(Collector):
     def __init__(self, samples: Callable[[], Iterable[CredentialSample]]) -> None:
         self.samples = samples
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The families without samples: a scrape that names other metrics never collects."""
+        return self._families(())
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        return self._families(self.samples())
+
+    def _families(self, samples: Iterable[CredentialSample]) -> Iterator[GaugeMetricFamily]:
         age = GaugeMetricFamily(
             "vaultbridge_credential_age_seconds",
             "Seconds since the live credential was last rotated",
@@ -54,7 +61,7 @@ class _CredentialCollector(Collector):
             "1 when the credential is younger than spec.maxAge (or has none), else 0",
             labels=["namespace", "name"],
         )
-        for sample in self.samples():
+        for sample in samples:
             labels = [sample.namespace, sample.name]
             if sample.age_seconds is not None:
                 age.add_metric(labels, sample.age_seconds)
@@ -211,7 +218,11 @@ class Metrics:
         with self._lock:
             return self._backend_reason.get(backend, "")
 
-    def render(self) -> bytes:
+    def render(self, names: frozenset[str] = frozenset()) -> bytes:
+        """The Prometheus text; only the metrics ``names`` names, when it names any (a scrape
+        of a few counters then skips the 30,000 per-credential samples of 10,000 credentials)."""
+        if names:
+            return generate_latest(self.registry.restricted_registry(names))
         return generate_latest(self.registry)
 
 
