@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 RADOS_SO := $(shell ls /usr/lib/python3/dist-packages/rados.cpython-311-*.so 2>/dev/null | head -1)
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv bins demo test unit lint bench image clean testenv-up testenv-down
+.PHONY: setup apt venv bins demo test unit fuzz lint bench image clean testenv-up testenv-down
 
 setup: apt venv bins
 
@@ -58,6 +58,10 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
+# every parser of outside input under Hypothesis, 10,000 examples each (make test runs 300)
+fuzz: venv
+	VAULTBRIDGE_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q -p no:cacheprovider $(PYTEST_ARGS)
+
 test: setup lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
@@ -75,4 +79,4 @@ testenv-down:
 	testenv/down
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache .hypothesis

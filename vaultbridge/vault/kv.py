@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -127,18 +128,19 @@ class KvV2Source:
             raise VaultError(
                 f"{mount}/{path} did not answer like a KV v2 secret (is {mount!r} a KV v2 mount?)"
             )
-        meta = body["metadata"]
-        raw = body.get("data")
-        data = {str(k): _wrap(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-        deletion = _time_or_none(meta.get("deletion_time"))
-        return SecretVersion(
-            version=int(meta["version"]),
-            data=data,
-            created_time=_time(meta.get("created_time")),
-            deleted=deletion is not None or bool(meta.get("destroyed")),
-            destroyed=bool(meta.get("destroyed")),
-            custom_metadata=_str_dict(meta.get("custom_metadata")),
-        )
+        with _malformed(f"{mount}/data/{path}"):
+            meta = body["metadata"]
+            raw = body.get("data")
+            data = {str(k): _wrap(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+            deletion = _time_or_none(meta.get("deletion_time"))
+            return SecretVersion(
+                version=_whole(meta["version"]),
+                data=data,
+                created_time=_time(meta.get("created_time")),
+                deleted=deletion is not None or bool(meta.get("destroyed")),
+                destroyed=bool(meta.get("destroyed")),
+                custom_metadata=_str_dict(meta.get("custom_metadata")),
+            )
 
     def read_field(
         self, mount: str, path: str, field: str, version: int | None = None
@@ -168,23 +170,24 @@ class KvV2Source:
         body = response.get("data") if isinstance(response, dict) else None
         if not isinstance(body, dict):
             raise VaultError(f"{mount}/metadata/{path} did not answer like KV v2 metadata")
-        versions: dict[int, KvVersionInfo] = {}
-        for number, info in (body.get("versions") or {}).items():
-            if isinstance(info, dict):
-                versions[int(number)] = KvVersionInfo(
-                    created_time=_time(info.get("created_time")),
-                    deletion_time=_time_or_none(info.get("deletion_time")),
-                    destroyed=bool(info.get("destroyed")),
-                )
-        return KvMetadata(
-            current_version=int(body.get("current_version") or 0),
-            oldest_version=int(body.get("oldest_version") or 0),
-            custom_metadata=_str_dict(body.get("custom_metadata")),
-            versions=versions,
-            updated_time=_time_or_none(body.get("updated_time")),
-            mount=mount,
-            path=path,
-        )
+        with _malformed(f"{mount}/metadata/{path}"):
+            versions: dict[int, KvVersionInfo] = {}
+            for number, info in (body.get("versions") or {}).items():
+                if isinstance(info, dict):
+                    versions[_whole(number)] = KvVersionInfo(
+                        created_time=_time(info.get("created_time")),
+                        deletion_time=_time_or_none(info.get("deletion_time")),
+                        destroyed=bool(info.get("destroyed")),
+                    )
+            return KvMetadata(
+                current_version=_whole(body.get("current_version") or 0),
+                oldest_version=_whole(body.get("oldest_version") or 0),
+                custom_metadata=_str_dict(body.get("custom_metadata")),
+                versions=versions,
+                updated_time=_time_or_none(body.get("updated_time")),
+                mount=mount,
+                path=path,
+            )
 
     def labels(self, mount: str, path: str) -> StagingLabels:
         return self.metadata(mount, path).labels
@@ -320,6 +323,25 @@ def _label(value: int | None) -> str | None:
 
 def _norm(part: str) -> str:
     return part.strip("/")
+
+
+@contextmanager
+def _malformed(where: str) -> Iterator[None]:
+    """A body that is JSON but not KV v2's shape is a VaultError that names the part, never a
+    value (the body may hold secrets)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise VaultError(
+            f"{where} answered a malformed KV v2 body ({type(exc).__name__})"
+        ) from None
+
+
+def _whole(value: object) -> int:
+    """A version number: an integer, or its decimal text (JSON object keys)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError("not a version number")
+    return int(value)
 
 
 def _wrap(value: object) -> Sensitive:
