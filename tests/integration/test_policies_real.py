@@ -412,6 +412,12 @@ def test_kubernetes_refuses_secrets_outside_the_watched_namespaces(
     )
     as_sa = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(setup.kubeconfig)))
     as_sa.list_namespaced_secret(setup.ns)  # allowed where it works
+    sa_api = k8s_config.new_client_from_config(config_file=str(setup.kubeconfig))
+    leases, rbac = k8s.CoordinationV1Api(sa_api), k8s.RbacAuthorizationV1Api(sa_api)
+    k8s.CoordinationV1Api(admin).create_namespaced_lease(
+        setup.system,
+        {"metadata": {"name": "another-release-leader"}, "spec": {"holderIdentity": "them"}},
+    )
     for call in (
         lambda: as_sa.read_namespaced_secret("private", setup.other),
         lambda: as_sa.list_namespaced_secret(setup.other),
@@ -420,10 +426,31 @@ def test_kubernetes_refuses_secrets_outside_the_watched_namespaces(
             setup.ns,
             {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}},
         ),
+        # the Lease of another release, in the same namespace
+        lambda: leases.patch_namespaced_lease(
+            "another-release-leader", setup.system, {"spec": {"holderIdentity": "vaultbridge"}}
+        ),
+        lambda: leases.delete_namespaced_lease("another-release-leader", setup.system),
+        # no way to widen its own rights
+        lambda: rbac.create_namespaced_role_binding(
+            setup.ns,
+            {
+                "metadata": {"name": "escalate"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": setup.sa, "namespace": setup.system}
+                ],
+            },
+        ),
+        lambda: as_sa.read_namespace(setup.other),
     ):
         with pytest.raises(k8s.ApiException) as err:
             call()
-        assert err.value.status == 403
+        assert err.value.status == 403, err.value.reason
 
 
 def test_vault_refuses_paths_outside_the_policy(testenv: Environment, setup: Setup) -> None:
@@ -444,6 +471,14 @@ def test_vault_refuses_paths_outside_the_policy(testenv: Environment, setup: Set
         ),
         lambda: client.secrets.kv.v2.list_secrets(path="ceph", mount_point="secret"),
         lambda: client.sys.list_policies(),
+        # other sys/ endpoints: mounts, audit devices, a token of its own making
+        lambda: client.sys.list_mounted_secrets_engines(),
+        lambda: client.sys.list_enabled_audit_devices(),
+        lambda: client.auth.token.create(policies=["default"]),
+        # the history it keeps is not its to destroy
+        lambda: client.secrets.kv.v2.delete_metadata_and_all_versions(
+            path=setup.rgw_path, mount_point="secret"
+        ),
     ):
         with pytest.raises(hvac.exceptions.Forbidden):
             call()
@@ -465,6 +500,11 @@ def test_ceph_refuses_options_and_entities_outside_the_caps(
         ("auth", "ls"),
         ("auth", "add", "client.intruder", "mon", "allow *"),
         ("auth", "caps", setup.ceph_user, "mon", "allow *"),  # cannot widen its own caps
+        ("auth", "del", "client.admin"),
+        ("auth", "get-or-create", "client.intruder", "mon", "allow r"),
+        ("config-key", "set", "mgr/dashboard/crt", "x"),
+        ("config", "rm", setup.rgw_who, "rgw_keystone_admin_user"),
+        ("osd", "pool", "create", "intruder"),
     ):
         refused = _ceph_as(testenv, setup, *args)
         assert refused.returncode == 13, (args, refused.stdout, refused.stderr)
