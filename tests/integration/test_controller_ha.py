@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from controller_helpers import (
     wait_for,
 )
 from kubernetes import client as k8s
+from rotation_helpers import read_secret
 
 from vaultbridge.testenv.env import Environment
 
@@ -90,6 +93,70 @@ def test_leader_killed_mid_rotation_standby_takes_over(
             json.dumps((standby.readyz() or {}).get("identity"))
         )
     finally:
+        leader.stop()
+        if standby is not None:
+            standby.stop()
+
+
+def test_a_stalled_leader_woken_after_the_takeover_writes_nothing(
+    testenv: Environment, api: k8s.ApiClient, ns: str, tmp_path: Path
+) -> None:
+    """Issue 17's lease trade-off, measured: SIGSTOP the leader inside a rotation (after Apply,
+    before the Secret write) for longer than the Lease and ``takeover_after``; the standby takes
+    the rotation over and promotes it; SIGCONT the stalled one. Its next step asks whether it
+    still leads (by its own monotonic clock, which ran on while it was stopped) and stops: no
+    late write, and Ceph, the Secret and the CR agree."""
+    quick = {
+        "VAULTBRIDGE_CONTROLLER__LEASE_DURATION": "6",
+        "VAULTBRIDGE_CONTROLLER__RENEW_DEADLINE": "4",
+        "VAULTBRIDGE_CONTROLLER__RETRY_PERIOD": "1",
+        "VAULTBRIDGE_ROTATION__TAKEOVER_AFTER": "5",
+    }
+    leader = ControllerProcess(
+        testenv, ns, tmp_path, VAULTBRIDGE_FAULT="pause-after:Apply:4", **quick
+    )
+    standby: ControllerProcess | None = None
+    stopped = False
+    try:
+        leader.wait_leader()
+        standby = ControllerProcess(testenv, ns, tmp_path, **quick)
+        wait_for(lambda: (standby.readyz() or {}).get("role") == "standby", "standby up")
+        name, path, who = unique("stall"), unique("stall"), f"client.rgw.{unique('stall')}"
+        version = vault_put(testenv, path, {"value": "stalled-value"})
+        spec = config_spec(path, who)
+        secret_name = spec["secret"]["name"]
+        create_cr(api, ns, name, spec)
+        option = "rgw_keystone_admin_password"
+        wait_for(
+            lambda: (
+                ceph_config(testenv, who, option) == "stalled-value"
+                and bool((get_cr(api, ns, name).get("status") or {}).get("rotation"))
+            ),
+            "leader applied and paused",
+            interval=0.1,
+        )
+        leader.proc.send_signal(signal.SIGSTOP)
+        stopped, stopped_at = True, time.monotonic()
+        wait_for(lambda: at_version(api, ns, name, version), "standby finished it", timeout=90)
+        took = time.monotonic() - stopped_at
+        secret_before = read_secret(api, ns, secret_name)
+        assert secret_before is not None
+        leader.proc.send_signal(signal.SIGCONT)
+        stopped = False
+        time.sleep(6)  # the woken process's pause ends, and it would take its next step
+        status = get_cr(api, ns, name)["status"]
+        promoted = [h for h in status.get("history") or [] if h.get("result") == "Promoted"]
+        assert [h["version"] for h in promoted] == [version]  # one promotion, by the standby
+        secret = read_secret(api, ns, secret_name)
+        assert secret is not None
+        assert secret.metadata.resource_version == secret_before.metadata.resource_version
+        value = base64.b64decode(secret.data["value"])
+        assert value.decode() == ceph_config(testenv, who, option) == "stalled-value"
+        assert leader.metric("vaultbridge_rotations_total") == 0  # it finished nothing
+        print(f"stalled {took:.1f} s; standby promoted; the woken leader wrote nothing")
+    finally:
+        if stopped:
+            leader.proc.send_signal(signal.SIGCONT)
         leader.stop()
         if standby is not None:
             standby.stop()
