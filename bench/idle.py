@@ -8,7 +8,7 @@ once every CR is promoted the benchmark waits ``idle`` seconds. Counted:
 
 - Kubernetes: the API server's own ``apiserver_request_total`` by verb and resource, less the
   other clients' rate measured in a window before vaultbridge starts, on the resources
-  vaultbridge uses (Leases, CredentialRotations, Secrets, Events, ConfigMaps);
+  vaultbridge uses (Leases, CredentialRotations, Secrets, Events);
 - Vault and Ceph: vaultbridge's ``vaultbridge_backend_requests_total`` (each engine port call);
 - the controller's RSS after the sync and at the end, and its CPU while idle;
 - a restart: a new controller over the same credentials, with the audit push configured,
@@ -42,7 +42,7 @@ from vaultbridge.testenv.env import Environment
 
 COUNT = 10_000
 IDLE = 130.0
-OURS = frozenset({"leases", "credentialrotations", "secrets", "events", "configmaps"})
+OURS = frozenset({"leases", "credentialrotations", "secrets", "events"})
 POLL = 2.0  # seconds between looks at the controller's count (one counter's scrape)
 
 

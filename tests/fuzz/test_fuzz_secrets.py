@@ -4,7 +4,6 @@ never in an error's text."""
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from fuzz_inputs import CANARY, json_values, keys
@@ -50,7 +49,7 @@ def test_a_secret_decodes_or_fails_with_a_value_error_that_names_no_value(raw: A
         return  # the API server answers objects; the client refuses anything else first
     try:
         secret = decode(raw)
-    except (ValueError, TypeError, AttributeError, binascii.Error) as exc:
+    except ValueError as exc:
         assert VALUE not in str(exc)
         return
     assert isinstance(secret, OwnedSecret)

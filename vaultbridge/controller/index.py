@@ -11,7 +11,7 @@ from typing import Any
 
 from vaultbridge.engine.ports import CredentialObject
 from vaultbridge.engine.preimage import PREIMAGE_SUFFIX
-from vaultbridge.kube import KIND, OWNER_ANNOTATION, OWNER_UID_ANNOTATION
+from vaultbridge.kube import API_VERSION, KIND, OWNER_ANNOTATION, OWNER_UID_ANNOTATION
 from vaultbridge.model.spec import CredentialRef, CredentialSpec, SpecError, parse_spec
 from vaultbridge.model.status import Status
 from vaultbridge.observability.metrics import CredentialSample
@@ -32,7 +32,7 @@ class Entry:
     finalizers: tuple[str, ...] = ()
     resource_version: str = ""
     created: str | None = None
-    api_version: str = "vaultbridge.io/v1alpha1"
+    api_version: str = API_VERSION
 
     def credential(self) -> CredentialObject | None:
         """The CR as the engine models it, sharing this entry's spec and status (None: its
@@ -69,7 +69,7 @@ def entry_from(raw: dict[str, Any]) -> Entry:
         finalizers=tuple(metadata.get("finalizers") or ()),
         resource_version=str(metadata.get("resourceVersion", "")),
         created=metadata.get("creationTimestamp"),
-        api_version=str(raw.get("apiVersion", "vaultbridge.io/v1alpha1")),
+        api_version=str(raw.get("apiVersion", API_VERSION)),
     )
 
 

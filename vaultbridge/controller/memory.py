@@ -5,8 +5,7 @@ malloc. glibc gives each thread that allocates its own arena, up to eight per co
 what is freed in each for reuse rather than returning it: at 10,000 credentials, the pages
 left behind by a first sync's transient objects held more memory than the credentials do
 (docs/benchmarks.md). Two arenas suffice for a process whose threads mostly wait on the
-network, and a trim once a burst of work is over hands the free pages back (after a
-collection of the cycles it left). Elsewhere than
+network, and a trim once a burst of work is over hands the free pages back. Elsewhere than
 glibc both are no-ops.
 """
 
@@ -14,12 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
-import logging
 from functools import cache
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8  # glibc's malloc.h
 ARENAS = 2
@@ -49,10 +44,3 @@ def trim() -> bool:
     """Return the free pages of every arena to the system; True when some were."""
     libc = _libc()
     return bool(libc is not None and libc.malloc_trim(0))
-
-
-def release() -> bool:
-    """After a burst of work: collect the cycles it left (a rotation's exceptions and frames
-    are freed only by the collector), then trim."""
-    gc.collect()
-    return trim()

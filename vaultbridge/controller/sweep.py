@@ -121,7 +121,7 @@ class Sweeper:
                 if not caught_up:
                     caught_up = True
                     self._catch_up()
-                memory.release()  # what the sweep's listings and snapshot held
+                memory.trim()  # what the sweep's listings and snapshot held
                 failures, wait = 0, self.interval
             except (BackendError, PreconditionError) as exc:
                 failures += 1

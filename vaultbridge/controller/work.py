@@ -67,7 +67,7 @@ class Workers:
             if item is None:
                 if self.worked_since_trim >= TRIM_AFTER:  # a burst of work is over
                     self.worked_since_trim = 0
-                    memory.release()
+                    memory.trim()
                 continue
             self.worked_since_trim += 1
             if not acting(epoch) or not self.leadership.elector.is_leader:

@@ -5,6 +5,7 @@ request bodies that create it or merge into it without dropping what others own.
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -139,14 +140,31 @@ def revealed_values(raw: Mapping[str, Any]) -> list[str]:
 
 
 def decode_data(raw: Mapping[str, Any]) -> dict[str, Sensitive]:
+    """The Secret's values; a ``data`` that is not an object of base64 texts is a ValueError
+    that names the key, never the value."""
+    data = _mapping(raw.get("data") or {}, "data")
     out: dict[str, Sensitive] = {}
-    for key, value in (raw.get("data") or {}).items():
-        out[key] = Sensitive(base64.b64decode(value).decode("utf-8", "surrogateescape"))
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise ValueError(f"Secret body: data[{str(key)[:60]!r}] is not base64 text")
+        try:
+            out[str(key)] = Sensitive(base64.b64decode(value).decode("utf-8", "surrogateescape"))
+        except binascii.Error:
+            raise ValueError(f"Secret body: data[{str(key)[:60]!r}] is not base64") from None
     return out
 
 
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"Secret body: {what} is not an object")
+    return dict(value)
+
+
 def decode(raw: Mapping[str, Any]) -> OwnedSecret:
-    metadata = raw.get("metadata", {})
+    metadata = _mapping(raw.get("metadata") or {}, "metadata")
+    owners = metadata.get("ownerReferences") or []
+    if not isinstance(owners, list):
+        raise ValueError("Secret body: ownerReferences is not a list")
     return OwnedSecret(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
@@ -154,9 +172,9 @@ def decode(raw: Mapping[str, Any]) -> OwnedSecret:
         resource_version=str(metadata.get("resourceVersion", "")),
         type=str(raw.get("type", "Opaque")),
         data=decode_data(raw),
-        labels=dict(metadata.get("labels") or {}),
-        annotations=dict(metadata.get("annotations") or {}),
-        owner_references=[dict(r) for r in metadata.get("ownerReferences") or []],
+        labels=_mapping(metadata.get("labels") or {}, "labels"),
+        annotations=_mapping(metadata.get("annotations") or {}, "annotations"),
+        owner_references=[_mapping(r, "an ownerReference") for r in owners],
         # kept as the base of the next update: without managedFields, which an update that
         # omits them leaves as they are (and which are most of a Secret's size)
         raw={**raw, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}},

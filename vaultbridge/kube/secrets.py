@@ -141,7 +141,7 @@ class SecretSink:
             from_known = attempt == 1 and known is not None and known.raw is not None
             if from_known and known is not None:
                 current = known.raw
-            elif attempt == 1 and absent and known is None:
+            elif attempt == 1 and absent:
                 current = None
             else:
                 current = self._read(namespace, name)
