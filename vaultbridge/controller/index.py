@@ -3,6 +3,7 @@ the triggers resolve against, the metrics sample, and the Secret-to-CR mapping."
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from vaultbridge.rotation import compliance
 from vaultbridge.triggers.detect import Source, source_name
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """What the controller knows of one CredentialRotation (from list/watch)."""
 
@@ -59,17 +60,19 @@ def entry_from(raw: dict[str, Any]) -> Entry:
         spec: CredentialSpec | None = parse_spec(raw.get("spec") or {})
     except SpecError:
         spec = None
+    # texts most entries share are kept once (sys.intern): 10,000 copies of a namespace or
+    # the apiVersion are a megabyte
     return Entry(
-        ref=CredentialRef(metadata["namespace"], metadata["name"]),
+        ref=CredentialRef(sys.intern(metadata["namespace"]), metadata["name"]),
         uid=str(metadata.get("uid", "")),
         generation=int(metadata.get("generation", 1) or 1),
         spec=spec,
         status=Status.from_dict(raw.get("status")),
         deleting=bool(metadata.get("deletionTimestamp")),
-        finalizers=tuple(metadata.get("finalizers") or ()),
+        finalizers=tuple(sys.intern(f) for f in metadata.get("finalizers") or ()),
         resource_version=str(metadata.get("resourceVersion", "")),
         created=metadata.get("creationTimestamp"),
-        api_version=str(raw.get("apiVersion", API_VERSION)),
+        api_version=sys.intern(str(raw.get("apiVersion", API_VERSION))),
     )
 
 

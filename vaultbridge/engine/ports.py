@@ -16,7 +16,7 @@ from vaultbridge.model.spec import CredentialRef, CredentialSpec, DeletionPolicy
 from vaultbridge.model.status import Status
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CredentialObject:
     """A CredentialRotation as read from the API server."""
 
@@ -33,7 +33,7 @@ class CredentialObject:
     finalizers: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredSecret:
     """A Secret as read: its data (wrapped), annotations and the uid of the CredentialRotation
     it is linked to (by ownerReference or, when retained, by annotation)."""
@@ -168,7 +168,7 @@ class CephStore(Protocol):
     def config_key_remove(self, key: str) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CephxEntity:
     """A cephx entity as the mons hold it (``key`` stays wrapped)."""
 

@@ -11,6 +11,7 @@ a credential around the controller.
 from __future__ import annotations
 
 import builtins
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,19 +31,26 @@ _KEPT_METADATA = ("name", "namespace", "resourceVersion")
 _KEPT_OWNER = ("kind", "name", "uid", "controller")
 
 
+def _kept_owner_value(key: str, value: Any) -> Any:
+    # an owner's kind is the same for every Secret: one copy of it
+    return sys.intern(value) if key == "kind" and isinstance(value, str) else value
+
+
 def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
     """What the controller keeps of a managed Secret: its name, version, vaultbridge's
     annotations, its controller reference and a fingerprint of each value (at 10,000 Secrets,
     each byte kept here is 10 kB)."""
     metadata = obj.get("metadata") or {}
     kept: dict[str, Any] = {key: metadata[key] for key in _KEPT_METADATA if key in metadata}
+    if isinstance(kept.get("namespace"), str):
+        kept["namespace"] = sys.intern(kept["namespace"])
     kept["annotations"] = {
-        key: value
+        sys.intern(key): value
         for key, value in (metadata.get("annotations") or {}).items()
         if key.startswith("vaultbridge.io/")
     }
     owners = [
-        {key: owner[key] for key in _KEPT_OWNER if key in owner}
+        {key: _kept_owner_value(key, owner[key]) for key in _KEPT_OWNER if key in owner}
         for owner in metadata.get("ownerReferences") or []
         if owner.get("controller")
     ]

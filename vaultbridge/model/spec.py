@@ -62,7 +62,7 @@ class SpecError(ValueError):
         super().__init__("invalid spec: " + "; ".join(problems))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CredentialRef:
     """Names one CredentialRotation: ``namespace/name``."""
 
@@ -80,7 +80,7 @@ class CredentialRef:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OwnerRef:
     """A further ownerReference for the Secret (same namespace, not the controller)."""
 
@@ -89,7 +89,7 @@ class OwnerRef:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RolloutTarget:
     """A workload in the CR's namespace rolled after each promotion (``rolloutRestartTargets``)."""
 
@@ -100,7 +100,7 @@ class RolloutTarget:
         return f"{self.kind}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VaultSource:
     """Where the credential lives in Vault/OpenBao KV v2."""
 
@@ -109,7 +109,7 @@ class VaultSource:
     field: str = DEFAULT_FIELD
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretSpec:
     """The Kubernetes Secret vaultbridge writes (and, without a source, reads)."""
 
@@ -122,7 +122,7 @@ class SecretSpec:
     deletion_policy: DeletionPolicy | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConfigEntry:
     """One mon config database option and the credential field that feeds it."""
 
@@ -131,7 +131,7 @@ class ConfigEntry:
     field: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConfigTarget:
     """Options in the mon config database, applied all-or-nothing.
 
@@ -145,7 +145,7 @@ class ConfigTarget:
     config_keys: ClassVar[tuple[str, ...]] = ()  # the config-keys it names: none
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConfigKeyTarget:
     """A key in the mon config-key store."""
 
@@ -157,7 +157,7 @@ class ConfigKeyTarget:
         return (self.key,)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CephxTarget:
     """A cephx client entity (``alternate``: ``<entity>.<generation>``; ``in-place``: one key)."""
 
@@ -175,7 +175,7 @@ class CephxTarget:
 Target = ConfigTarget | ConfigKeyTarget | CephxTarget
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CredentialSpec:
     """A validated CredentialRotation spec."""
 

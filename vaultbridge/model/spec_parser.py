@@ -4,6 +4,7 @@ every problem reported at once with its path."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Final, Literal
@@ -176,7 +177,10 @@ class SpecParser:
         field = self.string(source, "field", "spec.source.field", default=DEFAULT_FIELD)
         if mount is None or path is None or field is None:
             return None
-        return VaultSource(mount=mount.strip("/"), path=path.strip("/"), field=field)
+        # the mount and field are the same for most CRs: one copy each
+        return VaultSource(
+            mount=sys.intern(mount.strip("/")), path=path.strip("/"), field=sys.intern(field)
+        )
 
     def secret(self, value: Any) -> SecretSpec | None:
         secret = self.mapping(value, "spec.secret", required=True)

@@ -55,7 +55,7 @@ class JournalStep(StrEnum):
     ROLLING_BACK = "RollingBack"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Condition:
     """A condition in the shape of ``metav1.Condition``."""
 
@@ -89,7 +89,7 @@ def find_condition(conditions: tuple[Condition, ...], type: str) -> Condition | 
     return next((condition for condition in conditions if condition.type == type), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One finished rotation. ``reason`` is empty for a promotion."""
 
@@ -102,7 +102,7 @@ class HistoryEntry:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Journal:
     """The in-flight rotation, written to the status before each side effect.
 
@@ -133,7 +133,7 @@ class Journal:
         return replace(self, holder=holder, heartbeat=now)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Retirement:
     """An earlier cephx generation (alternate strategy) awaiting removal after ``not_before``."""
 
@@ -143,7 +143,7 @@ class Retirement:
     attempts: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Status:
     phase: Phase = Phase.IDLE
     conditions: tuple[Condition, ...] = ()
@@ -323,18 +323,19 @@ class _Reader:
     def fail(self, key: str, what: str) -> StatusError:
         return StatusError(f"{self.path}.{key}: {what}")
 
-    def optional_str(self, key: str) -> str | None:
+    def optional_str(self, key: str, *, shared: bool = True) -> str | None:
         value = self.obj.get(key)
         if value is None:
             return None
         if isinstance(value, str):
             # one copy of each short text: the controller holds a parsed status per CR, and
-            # most of their condition types, reasons and messages are the same
-            return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
+            # most of their condition types, reasons and messages are the same; texts unique
+            # to one status (``shared=False``: times, rotation ids) would only grow the table
+            return sys.intern(value) if shared and len(value) <= _INTERNED_LENGTH else value
         raise self.fail(key, "must be a string")
 
-    def required_str(self, key: str) -> str:
-        value = self.optional_str(key)
+    def required_str(self, key: str, *, shared: bool = True) -> str:
+        value = self.optional_str(key, shared=shared)
         if value is None:
             raise self.fail(key, "required")
         return value
@@ -362,7 +363,7 @@ class _Reader:
         return value
 
     def optional_time(self, key: str) -> datetime | None:
-        value = self.optional_str(key)
+        value = self.optional_str(key, shared=False)
         if not value:
             return None
         try:
@@ -416,7 +417,7 @@ def _journal_from(reader: _Reader | None) -> Journal | None:
     except ValueError:
         raise reader.fail("step", f"unknown step {step!r}") from None
     return Journal(
-        id=reader.required_str("id"),
+        id=reader.required_str("id", shared=False),
         version=reader.required_int("version"),
         step=journal_step,
         started_at=reader.required_time("startedAt"),
@@ -435,7 +436,7 @@ def _history_from(reader: _Reader) -> HistoryEntry:
     if result not in _HISTORY_RESULTS:
         raise reader.fail("result", f"must be Promoted, RolledBack or Failed, got {result!r}")
     return HistoryEntry(
-        rotation_id=reader.required_str("rotationId"),
+        rotation_id=reader.required_str("rotationId", shared=False),
         version=reader.required_int("version"),
         result=cast(HistoryResult, result),
         started_at=reader.required_time("startedAt"),

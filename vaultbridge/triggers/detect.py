@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source(Generic[K]):
     """A credential reading Vault ``mount/path`` and holding ``current`` (None: nothing yet)."""
 
