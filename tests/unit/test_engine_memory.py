@@ -89,7 +89,11 @@ def v2_waiting(world: MemoryWorld) -> Engine:
 def test_a_sync_applies_verifies_and_promotes(world: MemoryWorld) -> None:
     vb = at_v1(world)
     assert ceph_value(world) == secret_value(world) == "v1"
-    assert world.vault.labels[("secret", "p")] == {"current": 1, "previous": None, "pending": None}
+    assert world.vault.labels_of[("secret", "p")] == {
+        "current": 1,
+        "previous": None,
+        "pending": None,
+    }
     assert world.secrets.policy("ns", "cred") == "Delete"  # created by vaultbridge: owned
     assert world.crs.objects[REF].status.current_version == 1
     assert vb.sync(REF).result == "unchanged"
@@ -310,3 +314,22 @@ def test_a_process_that_may_no_longer_act_stops_before_the_next_action(
     outcome = engine(world, holder="engine-b").reconcile(REF)
     assert outcome.result == "promoted", outcome.message
     assert secret_value(world) == "v2"
+
+
+def test_labels_vault_missed_at_the_promotion_are_set_by_the_next_sync(world: MemoryWorld) -> None:
+    vb = v2_waiting(world)
+    world.faults.fail("vault.set_labels", BackendError("Vault unreachable"))
+    assert vb.sync(REF).result == "promoted"  # the labels are informational: the promotion holds
+    assert world.vault.labels_of[("secret", "p")]["current"] == 1
+    assert vb.sync(REF).result == "unchanged"
+    assert world.vault.labels_of[("secret", "p")] == {"current": 2, "previous": 1, "pending": None}
+    assert "VaultLabelsRepaired" in world.events.reasons()
+    calls = len(world.faults.calls)
+    assert vb.sync(REF).result == "unchanged"
+    assert "vault.set_labels" not in world.faults.calls[calls:]  # in step: read, never written
+
+
+def test_a_failed_label_check_does_not_fail_the_sync(world: MemoryWorld) -> None:
+    vb = at_v1(world)
+    world.faults.fail("vault.labels", BackendError("Vault unreachable"))
+    assert vb.sync(REF).result == "unchanged"

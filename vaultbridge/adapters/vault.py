@@ -41,6 +41,10 @@ class VaultKv:
     ) -> None:
         self.kv.set_labels(mount, path, current, previous, pending)
 
+    def labels(self, mount: str, path: str) -> tuple[int | None, int | None, int | None]:
+        found = self.kv.labels(mount, path)
+        return found.current, found.previous, found.pending
+
     def generate_password(self) -> Sensitive:
         return self.kv.generate_password()
 

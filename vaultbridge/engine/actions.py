@@ -42,6 +42,7 @@ class RotationActions:
     def run(self, job: Job, run: rotation.Run) -> rotation.Event:
         """Perform one action; a failure of it becomes ``Failed`` (the machine decides next)."""
         action = run.action
+        faults.before(str(action))
         self.runtime.check_may_act(job.credential.ref, str(action))
         self.reporter.step(job, f"run:{action}", f"version {job.version}")
         try:
@@ -148,6 +149,7 @@ class RotationActions:
                     source.mount, source.path, current=current, previous=previous, pending=pending
                 )
             except BackendError as exc:
+                job.labels_stale = True
                 log.warning(
                     "%s: the Vault staging labels were not moved: %s", job.credential.ref, exc
                 )

@@ -5,6 +5,10 @@ succeeded (a test then ``kill -9``s it); ``crash-after:Verify`` SIGKILLs the pro
 that point; ``pause-after:Apply`` sleeps one second there (a slow mon, as a test sees it),
 ``pause-after:Apply:4`` four seconds.
 Unset in production: the check is one dictionary lookup per action.
+
+In-process tests may also register a hook (:func:`add_hook`) that is called before and after
+every action, with ``("before", action)`` or ``("after", action)``: the fault-injection suite
+switches a network fault on at a chosen step that way. No hook is registered outside tests.
 """
 
 from __future__ import annotations
@@ -14,12 +18,33 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 VARIABLE = "VAULTBRIDGE_FAULT"
+
+Hook = Callable[[str, str], None]
+_hooks: list[Hook] = []
+
+
+def add_hook(hook: Hook) -> None:
+    _hooks.append(hook)
+
+
+def remove_hook(hook: Hook) -> None:
+    if hook in _hooks:
+        _hooks.remove(hook)
+
+
+def before(action: str) -> None:
+    """Called by the engine before it performs ``action``."""
+    for hook in list(_hooks):
+        hook("before", action)
 
 
 def after(action: str) -> None:
     """Called by the engine after ``action`` succeeded."""
+    for hook in list(_hooks):
+        hook("after", action)
     spec = os.environ.get(VARIABLE)
     if not spec:
         return

@@ -30,6 +30,8 @@ class Job:
     # started from the engine's copy of the CR, not a fresh read (see _rotate_from_copy)
     from_copy: bool = False
     claimed: bool = False
+    # the promotion's label move failed: the outcome asks for a sync soon, which sets them
+    labels_stale: bool = False
     # what the observer is told, held back until a rotation from a copy has claimed: a stale
     # copy's attempt changes nothing and is retried from a fresh read, which reports its own
     unconfirmed: list[tuple[str, str]] = field(default_factory=list)

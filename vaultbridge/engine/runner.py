@@ -25,6 +25,7 @@ from vaultbridge.engine.report import Reporter
 from vaultbridge.engine.runtime import Runtime
 from vaultbridge.model.errors import BackendError, ConcurrentRotation, PreconditionError
 from vaultbridge.model.status import Status
+from vaultbridge.rotation.timing import DEFAULT_BACKOFF_BASE
 
 
 class Runner:
@@ -158,6 +159,8 @@ def outcome_of(job: Job, status: Status, retry_after: timedelta | None) -> Outco
             "promoted",
             job.version,
             f"{ref}: version {job.version} applied, verified and promoted",
+            # a sync then sets the Vault labels this promotion could not move (engine/labels.py)
+            retry_after=DEFAULT_BACKOFF_BASE if job.labels_stale else None,
         )
     reason = (last.reason if last else "") or "RotationFailed"
     message = (last.message if last else "") or f"{ref}: rotation did not complete"

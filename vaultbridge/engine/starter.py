@@ -11,6 +11,7 @@ from vaultbridge.engine.access import Access
 from vaultbridge.engine.deletion import CephxCleanup
 from vaultbridge.engine.desired import Desired
 from vaultbridge.engine.job import Job, StaleCopyError
+from vaultbridge.engine.labels import repair_labels
 from vaultbridge.engine.lifecycle import Kinds
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.engine.plan import plan
@@ -127,6 +128,8 @@ class Starter:
             if self.desired.in_sync(job):
                 self.runner.clear_failure(credential)
                 lifecycle.in_sync(job)
+                if credential.spec.source is not None:
+                    repair_labels(self.desired.vault(), self.runner.reporter, credential)
                 if resumed is not None and resumed.result == "promoted":
                     return resumed  # this request finished the rotation that was in flight
                 return Outcome(

@@ -100,6 +100,10 @@ class CephCluster:
     user: str = "client.admin"
     release: int = 16
     mon_releases: dict[str, int] = field(default_factory=dict)  # a mon upgraded on its own
+    # mon id -> the (msgr2, msgr1) ports it binds when they differ from the ones the monmap
+    # advertises (``--public-bind-addr``, as Rook runs mons behind a Service): a fault proxy
+    # then listens on the advertised ones
+    bind_ports: dict[str, tuple[int, int]] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -172,9 +176,11 @@ class CephCluster:
         )
 
     def _spawn_mon(self, mon_id: str) -> subprocess.Popen[bytes]:
-        v2, v1 = self.mon_ports[mon_id]
+        v2, v1 = self.bind_ports.get(mon_id) or self.mon_ports[mon_id]
         _require_free(v2, f"ceph mon.{mon_id} (msgr2)")
         _require_free(v1, f"ceph mon.{mon_id} (msgr1)")
+        # ceph-mon takes one bind address, not a vector: msgr2 only (clients prefer it)
+        bind = ["--public-bind-addr", f"v2:127.0.0.1:{v2}"] if mon_id in self.bind_ports else []
         proc = spawn(
             self.command(
                 "ceph-mon",
@@ -183,6 +189,7 @@ class CephCluster:
                 mon_id,
                 "-c",
                 str(self.conf),
+                *bind,
                 release=self.mon_releases.get(mon_id),
             ),
             log=self.workdir / "log" / f"mon.{mon_id}.stdout",
@@ -270,6 +277,7 @@ class CephCluster:
             "user": self.user,
             "release": self.release,
             "mon_releases": dict(self.mon_releases),
+            "bind_ports": {m: list(p) for m, p in self.bind_ports.items()},
         }
 
     @classmethod
@@ -285,6 +293,9 @@ class CephCluster:
             user=str(data.get("user", "client.admin")),
             release=int(data.get("release", 16)),
             mon_releases={str(m): int(r) for m, r in data.get("mon_releases", {}).items()},
+            bind_ports={
+                str(m): (int(p[0]), int(p[1])) for m, p in data.get("bind_ports", {}).items()
+            },
         )
 
 
@@ -335,10 +346,13 @@ def start_ceph(
     *,
     ports: list[tuple[int, int]] | None = None,
     release: int | None = None,
+    bind_ports: list[tuple[int, int]] | None = None,
 ) -> CephCluster:
     """Create and start a cluster of ``mons`` monitors in ``workdir``; return when it is ready.
 
     ``ports`` optionally fixes each mon's (msgr2, msgr1) ports; by default free ones are picked.
+    ``bind_ports`` makes each mon bind those instead of the advertised ``ports`` (something else,
+    a fault proxy, must then forward the advertised ports to them before the mons start).
     ``release``: the Ceph major release (16, 18 or 20; the root filesystem of 18 and 20 is
     built first when it is missing); by default the release whose root this process runs in,
     else 16.
@@ -350,6 +364,8 @@ def start_ceph(
         raise TestenvError(f"ceph: mons must be 1..{len(MON_IDS)}, not {mons}")
     if ports is not None and len(ports) != mons:
         raise TestenvError(f"ceph: {mons} mons need {mons} port pairs, got {len(ports)}")
+    if bind_ports is not None and (ports is None or len(bind_ports) != mons):
+        raise TestenvError(f"ceph: bind_ports needs ports, and {mons} pairs of each")
     if release is None:
         release = int(os.environ.get(INSIDE) or 16)
     chosen = ceph_release(release)
@@ -368,8 +384,9 @@ def start_ceph(
         admin_keyring=workdir / "ceph.client.admin.keyring",
         fsid=str(uuid.uuid4()),
         mon_ids=mon_ids,
-        mon_ports=_mon_ports(mon_ids, ports),
+        mon_ports=_mon_ports(mon_ids, ports, checked=bind_ports is None),
         release=release,
+        bind_ports=dict(zip(mon_ids, bind_ports or [], strict=False)),
     )
     _write_conf(cluster.conf, workdir, cluster.fsid, cluster.mon_host, cluster.admin_keyring)
     mon_keyring = workdir / "ceph.mon.keyring"
@@ -395,9 +412,10 @@ def start_ceph(
 
 
 def _mon_ports(
-    mon_ids: list[str], ports: list[tuple[int, int]] | None
+    mon_ids: list[str], ports: list[tuple[int, int]] | None, *, checked: bool = True
 ) -> dict[str, tuple[int, int]]:
-    """Each mon's (msgr2, msgr1) ports: the given ones, else free ones; all checked free."""
+    """Each mon's (msgr2, msgr1) ports: the given ones, else free ones; all checked free
+    (unless not ``checked``: a proxy already listens on them)."""
     mon_ports: dict[str, tuple[int, int]] = {}
     taken: set[int] = set()
     for index, mon_id in enumerate(mon_ids):
@@ -412,6 +430,8 @@ def _mon_ports(
                 pair.append(port)
         mon_ports[mon_id] = (pair[0], pair[1])
     for mon_id, (v2, v1) in mon_ports.items():
+        if not checked:
+            break
         _require_free(v2, f"ceph mon.{mon_id} (msgr2)")
         _require_free(v1, f"ceph mon.{mon_id} (msgr1)")
     return mon_ports

@@ -23,7 +23,7 @@ class MemoryVault:
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
         self.versions: dict[tuple[str, str], list[dict[str, Sensitive]]] = {}
-        self.labels: dict[tuple[str, str], dict[str, int | None]] = {}
+        self.labels_of: dict[tuple[str, str], dict[str, int | None]] = {}
         self._random = itertools.count(1)
 
     def put(self, mount: str, path: str, data: Mapping[str, str]) -> int:
@@ -70,7 +70,13 @@ class MemoryVault:
         pending: int | None,
     ) -> None:
         self.faults.check("vault.set_labels")
-        self.labels[(mount, path)] = {"current": current, "previous": previous, "pending": pending}
+        labels = {"current": current, "previous": previous, "pending": pending}
+        self.labels_of[(mount, path)] = labels
+
+    def labels(self, mount: str, path: str) -> tuple[int | None, int | None, int | None]:
+        self.faults.check("vault.labels")
+        found = self.labels_of.get((mount, path), {})
+        return found.get("current"), found.get("previous"), found.get("pending")
 
     def generate_password(self) -> Sensitive:
         self.faults.check("vault.generate_password")
