@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 RADOS_SO := $(shell ls /usr/lib/python3/dist-packages/rados.cpython-311-*.so 2>/dev/null | head -1)
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv bins demo test unit fuzz lint bench image clean testenv-up testenv-down
+.PHONY: setup apt venv bins demo test unit fuzz chaos lint bench image clean testenv-up testenv-down
 
 setup: apt venv bins
 
@@ -61,6 +61,13 @@ unit: venv
 # every parser of outside input under Hypothesis, 10,000 examples each (make test runs 300)
 fuzz: venv
 	VAULTBRIDGE_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# the whole fault-injection matrix (make test runs a subset), then its table
+CHAOS_REPORT ?= .chaos/report.jsonl
+chaos: setup
+	mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
+	VAULTBRIDGE_CHAOS=1 VAULTBRIDGE_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) $(BIN)/pytest tests/integration/test_faults_wire.py -q -p no:cacheprovider $(PYTEST_ARGS) || true
+	$(BIN)/python -m vaultbridge.testenv.chaos_table $(CHAOS_REPORT)
 
 test: setup lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)

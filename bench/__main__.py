@@ -60,7 +60,10 @@ def main() -> int:
         "--idle-count", type=int, default=None, help="the scale pass's credentials (as --count)"
     )
     parser.add_argument(
-        "--idle-seconds", type=float, default=130.0, help="idle window of the scale pass"
+        "--idle-seconds",
+        type=float,
+        default=None,
+        help="idle window of the scale pass (default 120: four whole poll cycles)",
     )
     args = parser.parse_args()
     wanted = [
@@ -89,7 +92,7 @@ def main() -> int:
                 results[name] = module.run(env, count, args.rook_sample, log, args.workers)
             elif name == "scale":
                 count = args.idle_count or args.count or 10_000
-                results[name] = module.run(env, log, count, args.idle_seconds)
+                results[name] = module.run(env, log, count, args.idle_seconds or module.IDLE)
             else:
                 results[name] = module.run(env, log)
     finally:
