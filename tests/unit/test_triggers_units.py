@@ -363,3 +363,25 @@ def test_authorizer_when_token_review_fails() -> None:
             auth.check("Bearer wrong-token")
         assert caught.value.status == status
         assert "wrong-token" not in caught.value.message
+
+
+def test_a_poll_cycle_stops_at_the_first_sign_that_vault_is_down() -> None:
+    class VaultUnavailable(Exception):
+        pass
+
+    asked: list[str] = []
+
+    def current_version(mount: str, path: str) -> int:
+        asked.append(path)
+        raise VaultUnavailable("no answer")
+
+    sources = [Source(f"k{i}", "secret", f"p{i}", 1) for i in range(10)]
+    poller: Poller[str] = Poller(
+        lambda: sources,
+        current_version,
+        lambda key, why: None,
+        budget=10,
+        unavailable=lambda exc: type(exc).__name__ == "VaultUnavailable",
+    )
+    assert poller.cycle() == [] and asked == ["p0"] and poller.cut_short == 1
+    assert poller.cycle() == [] and asked == ["p0", "p0"]  # the same path first, next time

@@ -16,6 +16,7 @@ from typing import Any
 from vaultbridge.adapters import credential_from
 from vaultbridge.controller.index import CredentialIndex, Entry
 from vaultbridge.controller.leadership import Leadership
+from vaultbridge.controller.outage import UNAVAILABLE
 from vaultbridge.controller.work import Workers
 from vaultbridge.engine.ports import EventRecorder, VaultStore
 from vaultbridge.kube import KubeClient, TokenClient
@@ -63,6 +64,7 @@ class Triggers:
             workers.enqueue,
             budget=ts.poll_budget,
             spread=spread,
+            unavailable=lambda exc: type(exc).__name__ in UNAVAILABLE,
         )
         self.audit, self.audit_socket = _audit(settings, index, metrics, self._queue_pushed)
         self.agent: AgentFileWatcher[CredentialRef] | None = None

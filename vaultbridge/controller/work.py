@@ -10,6 +10,7 @@ import time
 
 from vaultbridge.controller import memory
 from vaultbridge.controller.leadership import Leadership
+from vaultbridge.controller.outage import UNAVAILABLE, OutageGate
 from vaultbridge.engine.engine import Engine, Interrupted
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.kube import KubeNotFound
@@ -20,6 +21,11 @@ from vaultbridge.rotation import backoff_delay
 from vaultbridge.triggers.workqueue import Action, Item, WorkQueue
 
 log = logging.getLogger(__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.reason if isinstance(exc, (BackendError, PreconditionError)) else type(exc).__name__
+
 
 ROTATING_RESULTS = frozenset({"promoted", "rolled-back", "failed"})
 IN_FLIGHT_RECHECK = 5.0
@@ -41,6 +47,10 @@ class Workers:
         self.leadership = leadership
         self.min_interval = min_interval
         self.failures: dict[CredentialRef, int] = {}
+        self.gate: OutageGate[CredentialRef, Item[CredentialRef]] = OutageGate(
+            lambda item: item.key, self._requeue, on_change=self._outage
+        )
+        metrics.held.set_function(self.gate.holding)
         self._running: dict[CredentialRef, int] = {}
         self._running_lock = threading.Lock()
         self.max_parallel_per_credential = 0
@@ -48,6 +58,14 @@ class Workers:
         # read at scrape time: counting the waiting credentials walks every key of the queue,
         # which at 10,000 credentials must not happen on every add
         metrics.queue_depth.set_function(queue.waiting)
+
+    def _requeue(self, items: list[Item[CredentialRef]]) -> None:
+        for item in items:
+            self.queue.add(item.key, item.action, item.trigger)
+
+    def _outage(self, down: str | None) -> None:
+        for backend in UNAVAILABLE.values():
+            self.metrics.backend_down.labels(backend).set(1 if backend == down else 0)
 
     def enqueue(self, ref: CredentialRef, trigger: str, action: Action = "reconcile") -> None:
         self.metrics.triggers.labels(trigger).inc()
@@ -77,6 +95,17 @@ class Workers:
             self.queue.done(item.key, not_before)
 
     def _process(self, item: Item[CredentialRef]) -> float | None:
+        if not self.gate.admit(item):
+            return None  # a backend is down: held until it answers (controller/outage.py)
+        reason: str | None = "Crashed"
+        try:
+            not_before, reason = self._run(item)
+        finally:
+            self.gate.result(item, reason)
+        return not_before
+
+    def _run(self, item: Item[CredentialRef]) -> tuple[float | None, str | None]:
+        """Work ``item``; when it may run again, and the reason it failed (None: it did not)."""
         ref = item.key
         self._count_running(ref, +1)
         self.metrics.in_flight.inc()
@@ -88,20 +117,21 @@ class Workers:
                 outcome = self.engine.reconcile(ref)
         except Interrupted as exc:
             log.warning("%s", exc)
-            return None
+            return None, None
         except KubeNotFound:
             log.info("%s: gone", ref)
             self.queue.forget(ref)
-            return None
+            return None, None
         except (BackendError, PreconditionError) as exc:
-            return self._retry(item, f"{type(exc).__name__}: {exc}")
+            return self._retry(item, f"{type(exc).__name__}: {exc}"), _reason(exc)
         except Exception as exc:
             log.exception("%s: reconcile crashed", ref)
-            return self._retry(item, type(exc).__name__)
+            return self._retry(item, type(exc).__name__), type(exc).__name__
         finally:
             self.metrics.in_flight.dec()
             self._count_running(ref, -1)
-        return self._record(item, outcome, time.monotonic() - started)
+        not_before = self._record(item, outcome, time.monotonic() - started)
+        return not_before, None if outcome.ok else outcome.reason
 
     def _count_running(self, ref: CredentialRef, change: int) -> None:
         with self._running_lock:

@@ -182,6 +182,17 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.backend_down = Gauge(
+            "vaultbridge_backend_down",
+            "1 while work is held because this backend is unavailable (one probe at a time)",
+            ["backend"],
+            registry=r,
+        )
+        self.held = Gauge(
+            "vaultbridge_held_credentials",
+            "Credentials held while a backend is down",
+            registry=r,
+        )
         self.catch_ups = Counter(
             "vaultbridge_catch_ups_total",
             "Terms of leadership caught up: the first sweep done and every Vault source not "

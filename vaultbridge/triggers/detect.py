@@ -54,8 +54,12 @@ class Poller(Generic[K]):
         *,
         budget: int = 100,
         spread: float | None = None,
+        unavailable: Callable[[Exception], bool] = lambda exc: False,
     ) -> None:
         self.sources = sources
+        # an error that says Vault itself is down ends the cycle: the next path would only
+        # fail the same way, a budget of requests per cycle into an outage
+        self.unavailable = unavailable
         # a safety poll: each cycle checks this fraction of the sources (at least one, at most
         # ``budget``), so that every source is checked once per period
         self.spread = spread
@@ -65,6 +69,7 @@ class Poller(Generic[K]):
         self._cursor = 0
         self.requests = 0
         self.errors = 0
+        self.cut_short = 0
 
     def cycle(
         self,
@@ -99,6 +104,11 @@ class Poller(Generic[K]):
                 version = self.current_version(mount, path)
             except Exception as exc:  # a bad path must not stop the cycle; the reconcile says why
                 self.errors += 1
+                if self.unavailable(exc):
+                    self.cut_short += 1
+                    log.info("poll cycle stopped: %s", exc)
+                    self._cursor = (start + offset) % len(paths)  # this path first, next time
+                    return queued
                 log.debug("poll of %s failed: %s", source_name(mount, path), exc)
                 continue
             for source in by_path[(mount, path)]:
