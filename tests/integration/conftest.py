@@ -1,10 +1,13 @@
-"""Fixtures shared by the rotation tests: a Kubernetes client, a fresh namespace, the app."""
+"""Fixtures shared by the rotation tests: a Kubernetes client, a fresh namespace, the app, and
+the fault suite's servers behind fault proxies."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from fault_helpers import Wired, start_wired
 from kubernetes import client as k8s
 from rotation_helpers import api_client, namespace
 
@@ -33,3 +36,13 @@ def app(testenv: Environment, monkeypatch: pytest.MonkeyPatch) -> Iterator[appli
     built = application.build(load_settings())
     yield built
     built.close()
+
+
+@pytest.fixture(scope="module")
+def wired(testenv: Environment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wired]:
+    """Fault proxies in front of OpenBao, the API server and a mon of its own (fault_helpers)."""
+    started = start_wired(testenv, Path(tmp_path_factory.mktemp("wired")))
+    try:
+        yield started
+    finally:
+        started.stop()

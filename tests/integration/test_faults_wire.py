@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from fault_helpers import BACKENDS, STEPS, TARGETS, Wired, report, run_case, start_wired
+from fault_helpers import BACKENDS, STEPS, TARGETS, Wired, report, run_case
 from kubernetes import client as k8s
 
-from vaultbridge.testenv.env import Environment
 from vaultbridge.testenv.faultproxy import FAULTS
 
 pytestmark = pytest.mark.integration
@@ -33,15 +30,6 @@ def _cases() -> list[tuple[str, str, str, str]]:
         (TARGETS[i % len(TARGETS)], backend, fault, STEPS[(i * 3) % len(STEPS)])
         for i, (backend, fault) in enumerate(itertools.product(BACKENDS, FAULTS))
     ]
-
-
-@pytest.fixture(scope="module")
-def wired(testenv: Environment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wired]:
-    started = start_wired(testenv, Path(tmp_path_factory.mktemp("wired")))
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: "-".join(c).replace(":", "_"))

@@ -333,3 +333,13 @@ def test_a_failed_label_check_does_not_fail_the_sync(world: MemoryWorld) -> None
     vb = at_v1(world)
     world.faults.fail("vault.labels", BackendError("Vault unreachable"))
     assert vb.sync(REF).result == "unchanged"
+
+
+def test_a_reconcile_asks_vault_once_when_vault_does_not_answer(world: MemoryWorld) -> None:
+    vb = at_v1(world)  # the engine holds a copy of the CR: the reconcile tries it first
+    world.vault.put("secret", "p", {"value": "v2"})
+    world.faults.fail("vault.read_latest", VaultDown("no answer"), times=5)
+    before = world.faults.calls.count("vault.read_latest")
+    outcome = vb.reconcile(REF)
+    assert not outcome.ok and outcome.reason == "VaultDown"
+    assert world.faults.calls.count("vault.read_latest") - before == 1

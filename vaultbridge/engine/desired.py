@@ -44,8 +44,15 @@ class Desired:
         # one request for the number and the data; the job reads the data from the cache
         key = (spec.source.mount, spec.source.path)
         reads = self.access.reads()
+        if reads is not None and key in reads.failed:
+            raise reads.failed.pop(key)
         latest = reads.latest.pop(key, None) if reads else None
-        version, data = latest if latest is not None else vault.read_latest(*key)
+        try:
+            version, data = latest if latest is not None else vault.read_latest(*key)
+        except BackendError as exc:
+            if reads is not None and exc.transient:
+                reads.failed[key] = exc
+            raise
         if reads is not None:
             reads.vault[(*key, version)] = data
         return version

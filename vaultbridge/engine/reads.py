@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from vaultbridge.engine.ports import StoredSecret
+from vaultbridge.model.errors import BackendError
 from vaultbridge.model.sensitive import Sensitive
 
 _T = TypeVar("_T")
@@ -20,6 +21,10 @@ class Reads:
     secrets: dict[tuple[str, str], StoredSecret | None] = field(default_factory=dict)
     vault: dict[tuple[str, str, int], Mapping[str, Sensitive]] = field(default_factory=dict)
     latest: dict[tuple[str, str], tuple[int, Mapping[str, Sensitive]]] = field(default_factory=dict)
+    # the latest version's read failed with a backend error: the fresh read reports it again
+    # rather than asking a backend that just did not answer (one request per reconcile in an
+    # outage, not two)
+    failed: dict[tuple[str, str], BackendError] = field(default_factory=dict)
 
 
 _K = TypeVar("_K")

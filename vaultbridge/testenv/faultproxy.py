@@ -153,6 +153,7 @@ class FaultProxy:
         self.fault: Fault | None = None
         self.changed_at = 0.0
         self.counts: dict[str, int] = {"accepted": 0, "reset": 0, "cut": 0, "bytes": 0}
+        self.accepted_at: list[float] = []  # monotonic time of each connection accepted
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -229,6 +230,7 @@ class FaultProxy:
             except OSError:
                 return
             self._count("accepted")
+            self.accepted_at.append(time.monotonic())
             fault = self.fault
             if fault is not None and fault.kind == "reset":
                 self._count("reset")

@@ -1,0 +1,124 @@
+"""Outages under the controller: a backend down while 100 credentials have rotations due.
+
+``vaultbridge run`` reaches the backend through a fault proxy that resets every connection for
+the outage (``make test``: 30 s; ``make chaos``: the issue's 2 minutes). During it, nothing is
+mutated anywhere, and the requests that reach the proxy stay within 15 a minute in all: after
+three unavailabilities in a row the controller holds its work and sends one probe at a time
+(controller/outage.py). Once the backend answers again, every credential is promoted within one
+probe step (at most 30 s) plus the time to rotate them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from controller_helpers import (
+    ControllerProcess,
+    at_version,
+    config_key_spec,
+    create_cr,
+    http,
+    vault_put,
+    wait_for,
+)
+from fault_helpers import Wired
+from kubernetes import client as k8s
+
+from vaultbridge.controller.outage import PROBE_CAP
+
+pytestmark = pytest.mark.integration
+
+COUNT = 100
+OUTAGE = 120.0 if os.environ.get("VAULTBRIDGE_CHAOS") == "1" else 30.0
+PER_MINUTE = 15
+
+
+def _config_keys(wired: Wired, prefix: str) -> dict[str, str]:
+    admin = wired.admin()
+    try:
+        listed = json.loads(admin.mon_command({"prefix": "config-key dump", "key": prefix}))
+    finally:
+        admin.close()
+    return {k: str(v) for k, v in listed.items()}
+
+
+def _secret_versions(api: k8s.ApiClient, ns: str) -> dict[str, str]:
+    found = k8s.CoreV1Api(api).list_namespaced_secret(ns)
+    return {s.metadata.name: s.metadata.resource_version for s in found.items}
+
+
+def test_vault_down_for_an_outage_while_100_rotations_are_due(
+    wired: Wired, api: k8s.ApiClient, ns: str, tmp_path: Path
+) -> None:
+    env, proxy = wired.env, wired.proxies["vault"]
+    prefix = f"vaultbridge/outage/{ns}"
+    paths = [f"outage/{ns}/c{i}" for i in range(COUNT)]
+    for i, path in enumerate(paths):
+        vault_put(env, path, {"value": f"one-{i}"})
+        create_cr(api, ns, f"c{i}", config_key_spec(path, f"c{i}", f"{prefix}/c{i}"))
+    controller = ControllerProcess(
+        env,
+        ns,
+        tmp_path,
+        VAULTBRIDGE_VAULT__ADDR=f"http://{proxy.address}",
+        VAULTBRIDGE_VAULT__TIMEOUT="2",
+        VAULTBRIDGE_CEPH__CONF=str(wired.cluster.conf),
+        VAULTBRIDGE_CEPH__KEYRING=str(wired.cluster.admin_keyring),
+        VAULTBRIDGE_CEPH__USER=wired.cluster.user,
+        VAULTBRIDGE_TRIGGERS__POLL_INTERVAL="30",  # the default poll runs through the outage
+    )
+    try:
+        controller.wait_leader()
+        wait_for(
+            lambda: all(at_version(api, ns, f"c{i}", 1) for i in range(COUNT)),
+            "every credential promoted at version 1",
+            timeout=180,
+            interval=1.0,
+        )
+        before_ceph, before_secrets = _config_keys(wired, prefix), _secret_versions(api, ns)
+        proxy.reset()
+        began = time.monotonic()
+        for path in paths:  # version 2 of each, written past the proxy, each one triggered
+            vault_put(env, path, {"value": f"two-{path}"})
+            status, body = http(
+                "POST", controller.url + "/v1/trigger", {"mount": "secret", "path": path}
+            )
+            assert status == 202, body
+        time.sleep(OUTAGE - (time.monotonic() - began))
+        arrivals = [t - began for t in proxy.accepted_at if t >= began]
+        during = len(arrivals)
+        # requests in each minute of the outage (a last part-minute scaled to a minute)
+        per_minute = [
+            sum(1 for t in arrivals if start <= t < start + 60) * 60 / min(60.0, OUTAGE - start)
+            for start in range(0, int(OUTAGE), 60)
+        ]
+        held = controller.metric("vaultbridge_held_credentials")
+        down = controller.metric('vaultbridge_backend_down{backend="vault"}')
+        after_ceph, after_secrets = _config_keys(wired, prefix), _secret_versions(api, ns)
+        proxy.clear()
+        cleared = time.monotonic()
+        wait_for(
+            lambda: all(at_version(api, ns, f"c{i}", 2) for i in range(COUNT)),
+            "every credential promoted at version 2 after the outage",
+            timeout=PROBE_CAP + 120,
+            interval=0.5,
+        )
+        recovered = time.monotonic() - cleared
+        values = _config_keys(wired, prefix)
+    finally:
+        controller.stop()
+    print(
+        f"Vault outage {OUTAGE:.0f} s, {COUNT} rotations due: {during} connections reached the"
+        f" proxy ({[round(n) for n in per_minute]} a minute, at"
+        f" {[round(t, 1) for t in arrivals]} s); {held:.0f} held, gate down={down:.0f};"
+        f" all promoted {recovered:.1f} s after recovery"
+    )
+    assert after_ceph == before_ceph and after_secrets == before_secrets  # nothing mutated
+    assert down == 1 and held >= COUNT - 10
+    assert all(n <= PER_MINUTE for n in per_minute), per_minute
+    assert recovered <= PROBE_CAP + 60
+    assert values == {f"{prefix}/c{i}": f"two-{path}" for i, path in enumerate(paths)}
