@@ -69,7 +69,7 @@ def test_one_probe_at_a_time_on_a_capped_doubling_backoff() -> None:
         assert not h.gate.admit(f"late-{i}")
         h.gate.result(probe, "VaultUnavailable")
         h.gate.admit(probe)  # its own retry comes back later and is held again
-    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]  # jitter 0: half the step
+    assert delays == [1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 15.0]  # jitter 0: half the step
     assert h.gate.probes == 8 and h.gate.down == "vault"
 
 

@@ -8,7 +8,7 @@ is closed:
 
 - work items are held, not run;
 - one held item at a time is let through as the probe, on a capped exponential backoff with
-  jitter: 1 s, 2 s, 4 s, and so on up to 30 s;
+  jitter: 2 s, 4 s, 8 s, and so on up to 30 s (each between half and all of its step);
 - the first result that is not an unavailability (the probe's, or that of an item already in
   flight) opens the gate, and every held item is queued again at once.
 
@@ -35,7 +35,7 @@ UNAVAILABLE = {
     "CephUnavailable": "ceph",
 }
 THRESHOLD = 3
-PROBE_BASE = 1.0
+PROBE_BASE = 2.0
 PROBE_CAP = 30.0
 
 
