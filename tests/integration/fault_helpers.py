@@ -479,7 +479,11 @@ def _attempt(call: Callable[[], Any]) -> tuple[str, float | None]:
 
 def report(result: CaseResult) -> None:
     """Append ``result`` to ``$VAULTBRIDGE_CHAOS_REPORT`` (make chaos prints the table)."""
+    report_line({"suite": "wire", **json.loads(result.to_json())})
+
+
+def report_line(line: dict[str, Any]) -> None:
     path = os.environ.get("VAULTBRIDGE_CHAOS_REPORT")
     if path:
         with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"suite": "wire", **json.loads(result.to_json())}) + "\n")
+            out.write(json.dumps(line, sort_keys=True) + "\n")

@@ -25,7 +25,7 @@ from controller_helpers import (
     vault_put,
     wait_for,
 )
-from fault_helpers import Wired
+from fault_helpers import Wired, report_line
 from kubernetes import client as k8s
 
 from vaultbridge.controller.outage import PROBE_CAP
@@ -147,6 +147,23 @@ def test_a_backend_down_while_100_rotations_are_due(
         f"{backend} outage {OUTAGE:.0f} s, {COUNT} rotations due: requests {per_minute} a"
         f" minute; {held:.0f} held, gate down={down:.0f}; all promoted {recovered:.1f} s after"
         " recovery"
+    )
+    report_line(
+        {
+            "suite": "outage",
+            "backend": backend,
+            "outage_s": OUTAGE,
+            "credentials": COUNT,
+            "requests_per_minute": per_minute,
+            "held": held,
+            "secrets_written": sum(
+                1 for k, v in secrets_during.items() if before_secrets.get(k) != v
+            ),
+            "recovered_s": round(recovered, 1),
+            "lost": sum(
+                1 for i, path in enumerate(paths) if values.get(f"{prefix}/c{i}") != f"two-{path}"
+            ),
+        }
     )
     assert secrets_during == before_secrets  # no Secret written during the outage
     assert down == 1 and held >= COUNT - 10

@@ -23,6 +23,8 @@ from tabulate import tabulate
 def rows(cases: list[dict[str, Any]]) -> list[list[Any]]:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for case in cases:
+        if case.get("suite") == "outage":
+            continue
         groups[(case.get("suite", "?"), case["backend"], case["fault"])].append(case)
     table = []
     for (suite, backend, fault), group in sorted(groups.items()):
@@ -43,6 +45,34 @@ def rows(cases: list[dict[str, Any]]) -> list[list[Any]]:
         )
     return table
 
+
+def outage_rows(cases: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            c["backend"],
+            c["outage_s"],
+            c["credentials"],
+            " / ".join(str(n) for n in c["requests_per_minute"]),
+            c["held"],
+            c["secrets_written"],
+            c["lost"],
+            c["recovered_s"],
+        ]
+        for c in cases
+        if c.get("suite") == "outage"
+    ]
+
+
+OUTAGE_HEADERS = [
+    "backend down",
+    "seconds",
+    "rotations due",
+    "requests in each minute",
+    "held",
+    "Secrets written during it",
+    "lost",
+    "all promoted, s after recovery",
+]
 
 HEADERS = [
     "suite",
@@ -68,7 +98,11 @@ def main(argv: list[str]) -> int:
         return 1
     cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     print(tabulate(rows(cases), headers=HEADERS, tablefmt="github"))
-    lost = sum(1 for c in cases if c.get("problems") or c.get("dead_ticks"))
+    outages = outage_rows(cases)
+    if outages:
+        print()
+        print(tabulate(outages, headers=OUTAGE_HEADERS, tablefmt="github"))
+    lost = sum(1 for c in cases if c.get("problems") or c.get("dead_ticks") or c.get("lost"))
     print(f"\n{len(cases)} cases, {lost} with something lost")
     return 1 if lost else 0
 
