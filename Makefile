@@ -66,7 +66,7 @@ fuzz: venv
 CHAOS_REPORT ?= .chaos/report.jsonl
 chaos: setup
 	mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
-	VAULTBRIDGE_CHAOS=1 VAULTBRIDGE_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) $(BIN)/pytest tests/integration/test_faults_wire.py tests/integration/test_faults_outage.py -q -s -p no:cacheprovider $(PYTEST_ARGS) || true
+	VAULTBRIDGE_CHAOS=1 VAULTBRIDGE_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) $(BIN)/pytest tests/integration/test_faults_wire.py tests/integration/test_faults_crash.py tests/integration/test_faults_outage.py -q -s -p no:cacheprovider $(PYTEST_ARGS) || true
 	$(BIN)/python -m vaultbridge.testenv.chaos_table $(CHAOS_REPORT)
 
 test: setup lint

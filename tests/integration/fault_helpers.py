@@ -303,6 +303,9 @@ class Probe:
     def __init__(self, target: Target, old: tuple[str, str], interval: float = 0.2) -> None:
         self.target, self.old, self.interval = target, old, interval
         self.ticks = self.dead = self.unknown = self.consumer_failures = 0
+        # in-place without pending keys (Pacific): between Apply and Promote the Secret still
+        # holds the key Ceph replaced, the documented window (docs/cephx.md)
+        self.in_window_failures = 0
         self.rotations: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probe", daemon=True)
@@ -343,8 +346,18 @@ class Probe:
                 secret = self.target.secret()
                 entity = f"client.{secret.get('userID')}"
                 works = self.target.wired.authenticates(entity, secret.get("userKey", ""))
+                journal = status.get("rotation") or {}
+                window = self.target.kind == "cephx-in-place" and journal.get("step") in (
+                    "Applied",
+                    "Verified",
+                    "Pending",
+                    "RollingBack",
+                )
                 if not works and not mon.disturbed():
-                    self.consumer_failures += 1
+                    if window:
+                        self.in_window_failures += 1
+                    else:
+                        self.consumer_failures += 1
         except CephError:
             if mon.disturbed():
                 self.unknown += 1

@@ -3,7 +3,9 @@
 ``VAULTBRIDGE_FAULT=hang-after:Apply`` blocks the process forever right after the Apply action
 succeeded (a test then ``kill -9``s it); ``crash-after:Verify`` SIGKILLs the process itself at
 that point; ``pause-after:Apply`` sleeps one second there (a slow mon, as a test sees it),
-``pause-after:Apply:4`` four seconds.
+``pause-after:Apply:4`` four seconds. ``stretch:Apply:0.5`` sleeps half a second before the
+action and half a second after it, announcing itself first: the crash matrix kills the process
+at a random moment of the stretched step.
 Unset in production: the check is one dictionary lookup per action.
 
 In-process tests may also register a hook (:func:`add_hook`) that is called before and after
@@ -39,12 +41,28 @@ def before(action: str) -> None:
     """Called by the engine before it performs ``action``."""
     for hook in list(_hooks):
         hook("before", action)
+    seconds = _stretch(action)
+    if seconds:
+        print(f"vaultbridge: fault point stretch:{action} reached", file=sys.stderr, flush=True)
+        time.sleep(seconds)
+
+
+def _stretch(action: str) -> float:
+    spec = os.environ.get(VARIABLE)
+    if not spec or not spec.startswith("stretch:"):
+        return 0.0
+    _, where, seconds = [*spec.split(":"), "", ""][:3]
+    return float(seconds or 0.5) if where.lower() == action.lower() else 0.0
 
 
 def after(action: str) -> None:
     """Called by the engine after ``action`` succeeded."""
     for hook in list(_hooks):
         hook("after", action)
+    stretched = _stretch(action)
+    if stretched:
+        time.sleep(stretched)
+        return
     spec = os.environ.get(VARIABLE)
     if not spec:
         return

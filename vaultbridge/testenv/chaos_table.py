@@ -1,9 +1,11 @@
 """Print the fault-injection suite's table from its report (``make chaos``).
 
 Each test of the suite appends one JSON line per case to ``$VAULTBRIDGE_CHAOS_REPORT``; this
-groups them by suite, backend and fault: runs, cases where something was lost (Ceph, the
-Secret, the labels and the status disagreeing after the fault, or neither credential live),
-consumer failures, rotations missing from the history, and the recovery times.
+groups them by suite (wire faults, the crash matrix), backend and fault: runs, cases where
+something was lost (Ceph, the Secret, the labels and the status disagreeing after the fault, or
+neither credential live), consumer failures outside and inside the documented in-place window,
+rotations missing from the history, and the times to settle. The outages get a table of their
+own: requests in each minute, credentials held, Secrets written, recovery.
 
     python -m vaultbridge.testenv.chaos_table .chaos/report.jsonl
 """
@@ -38,6 +40,7 @@ def rows(cases: list[dict[str, Any]]) -> list[list[Any]]:
                 sum(1 for c in group if c.get("struck")),
                 sum(1 for c in group if c.get("problems") or c.get("dead_ticks")),
                 sum(int(c.get("consumer_failures", 0)) for c in group),
+                sum(int(c.get("in_window_failures", 0)) for c in group),
                 sum(len(c.get("unrecorded", [])) for c in group),
                 sum(1 for c in group if any("RolledBack" in h for h in c.get("history", []))),
                 f"{statistics.median(settle):.1f} / {max(settle):.1f}",
@@ -82,6 +85,7 @@ HEADERS = [
     "struck",
     "lost",
     "consumer failures",
+    "in the in-place window",
     "unrecorded",
     "rolled back",
     "rotation start to settled, s (median / max)",
