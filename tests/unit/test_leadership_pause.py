@@ -13,8 +13,9 @@ from vaultbridge.kube import LeaderElector
 
 
 class Elector:
-    def __init__(self, *, leader: bool, free: bool, waits: float = 0.0) -> None:
+    def __init__(self, *, leader: bool, free: bool, waits: float = 0.0, failures: int = 0) -> None:
         self.is_leader, self.free, self.waits = leader, free, waits
+        self.failures, self.lease_duration = failures, 1.0
         self.watched = 0
 
     def wait_as_standby(self, stop: threading.Event, beat: Callable[[], None]) -> bool:
@@ -61,3 +62,10 @@ def test_stopping_ends_the_pause() -> None:
     lead = leadership(Elector(leader=True, free=False), retry=30)
     lead.stopping.set()
     assert timed(lead) < 0.2
+
+
+def test_rounds_that_failed_back_off_even_when_the_lease_looks_ours() -> None:
+    # the API server unreachable: the last Lease seen names this process, which lost it
+    delays = [timed(leadership(Elector(leader=False, free=True, failures=n))) for n in (1, 2, 3)]
+    assert 0.14 <= delays[0] < 0.35 and 0.29 <= delays[1] < 0.65 and 0.5 <= delays[2] < 1.1
+    assert max(timed(leadership(Elector(leader=False, free=True, failures=40))) for _ in "ab") < 1.1

@@ -8,6 +8,7 @@ stops once that is over, so nothing of an earlier term outlives a lost Lease. Th
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 
@@ -62,10 +63,17 @@ class Leadership:
     def pause(self) -> None:
         """Between two rounds: a leader waits ``retry_period``; a standby waits on its watch
         of the Lease; at least ``retry_period`` unless the Lease is free (a watch that fails at
-        once is not a hot loop)."""
+        once is not a hot loop). After rounds that failed with an API error, and no lease to
+        keep, it backs off: ``retry_period`` doubled per failure up to the lease duration, with
+        jitter (the API server unreachable is not a reason to ask it 300 times a second)."""
         began = time.monotonic()
         if self.leading.is_set() or self.elector.is_leader:
             self.stopping.wait(self.retry_period)
+            return
+        if self.elector.failures:
+            step = self.retry_period * 2 ** min(self.elector.failures - 1, 8)
+            cap = max(self.retry_period, self.elector.lease_duration)
+            self.stopping.wait(min(step, cap) * (0.5 + random.random() / 2))
             return
         if self.elector.wait_as_standby(self.stopping, self._beat):
             return

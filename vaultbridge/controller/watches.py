@@ -6,6 +6,7 @@ lists again on 410 Gone or an error."""
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -33,7 +34,16 @@ from vaultbridge.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-WATCH_ERROR_PAUSE = 1.0
+WATCH_ERROR_PAUSE = 1.0  # after a watch or list failed; doubled per failure in a row, up to
+WATCH_ERROR_CAP = 30.0  # this (with jitter): an unreachable API server is asked rarely
+
+
+def error_pause(failures: int) -> float:
+    """Seconds before listing again after ``failures`` failures in a row (1, 2, ...)."""
+    step = min(WATCH_ERROR_CAP, WATCH_ERROR_PAUSE * 2.0 ** min(failures - 1, 8))
+    return float(step * (0.5 + random.random() / 2))
+
+
 ORPHAN_SWEEP_WAIT = 30.0  # how long the start's release of retained Secrets waits for the CRs
 
 SecretKey = tuple[str, str]
@@ -97,10 +107,11 @@ class Watches:
 
     def watch_credentials(self, epoch: int) -> None:
         first = True
+        failures = 0
         while self.leadership.acting(epoch):
             try:
                 versions = self._list_credentials(first)
-                first = False
+                first, failures = False, 0
                 self.ok["credentialrotations"] = True
                 self.crs_listed.set()
                 for kind, obj in self.crs.watch(self.namespaces, versions):
@@ -114,7 +125,8 @@ class Watches:
                 self.ok["credentialrotations"] = False
                 self.metrics.watch_restarts.labels("credentialrotations").inc()
                 log.warning("watch of CredentialRotations failed: %s; listing again", exc)
-                self.leadership.stopping.wait(WATCH_ERROR_PAUSE)
+                failures += 1
+                self.leadership.stopping.wait(error_pause(failures))
 
     def _list_credentials(self, first: bool) -> dict[str | None, str]:
         """A (re)list: every CR applied as its page arrives (10,000 listed CRs are never held
@@ -178,9 +190,11 @@ class Watches:
         watcher = ManagedSecretWatch(self.kube)
         # (namespace, name) -> the last metadata seen, to find what changed while not watching
         seen: dict[SecretKey, dict[str, Any]] | None = None
+        failures = 0
         while self.leadership.acting(epoch):
             try:
                 snapshot = watcher.list_snapshot(self.namespaces)
+                failures = 0
                 first = seen is None
                 if seen is not None:
                     for obj in self._changed_while_away(seen, snapshot.items):
@@ -202,7 +216,8 @@ class Watches:
                 self.secrets_watched.set()  # drift detection is down (readyz says so)
                 self.metrics.watch_restarts.labels("secrets").inc()
                 log.warning("watch of managed Secrets failed: %s; listing again", exc)
-                self.leadership.stopping.wait(WATCH_ERROR_PAUSE)
+                failures += 1
+                self.leadership.stopping.wait(error_pause(failures))
 
     def _follow_secrets(
         self,

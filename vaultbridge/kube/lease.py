@@ -65,6 +65,7 @@ class LeaderElector:
         # the Lease as our last write left it: while we lead, a renewal is one update over it
         # (its resourceVersion is the precondition: a conflict means someone else wrote it)
         self._held: dict[str, Any] | None = None
+        self.failures = 0  # rounds in a row that ended in an API error (the caller backs off)
 
     @property
     def is_leader(self) -> bool:
@@ -85,12 +86,15 @@ class LeaderElector:
         API errors other than a lost race are logged and count as "not leader this round".
         """
         try:
-            return self._round()
+            held = self._round()
         except KubeError as exc:
+            self.failures += 1
             log.warning("leader election on lease %s/%s: %s", self.namespace, self.name, exc)
             if self._renewed_at is not None and not self.is_leader:
                 self._lost("renew deadline passed")
             return False
+        self.failures = 0
+        return held
 
     def _round(self) -> bool:
         held, self._held = self._held, None
