@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cephx_helpers import authenticates
 from kubernetes import client as k8s
 from rotation_helpers import (
     create_cr,
@@ -39,7 +40,6 @@ from vaultbridge.ceph import CephConnection, CephError
 from vaultbridge.engine import faults
 from vaultbridge.kube.client import KubeClient
 from vaultbridge.model.errors import BackendError, PreconditionError
-from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CredentialRef
 from vaultbridge.settings import load_settings
 from vaultbridge.testenv.ceph import CephCluster, start_ceph
@@ -85,21 +85,7 @@ class Wired:
         )
 
     def authenticates(self, entity: str, key: str) -> bool:
-        conn = CephConnection(
-            str(self.cluster.conf),
-            entity,
-            keyring="",
-            timeout=TIMEOUT,
-            key=Sensitive(key),
-            quiet=True,
-        )
-        try:
-            conn.mon_command({"prefix": "mon stat"})
-            return True
-        except CephError:
-            return False
-        finally:
-            conn.close()
+        return authenticates(str(self.cluster.conf), entity, key, TIMEOUT)
 
     def clear(self) -> None:
         for proxy in self.proxies.values():

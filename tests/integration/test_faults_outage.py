@@ -52,6 +52,53 @@ def _secret_versions(api: k8s.ApiClient, ns: str) -> dict[str, str]:
     return {s.metadata.name: s.metadata.resource_version for s in found.items}
 
 
+def _at_version_1(
+    wired: Wired,
+    api: k8s.ApiClient,
+    ns: str,
+    tmp_path: Path,
+    prefix: str,
+    paths: list[str],
+    **settings: str,
+) -> ControllerProcess:
+    """A config-key credential ``c<i>`` per Vault path, and ``vaultbridge run`` on the suite's
+    own mon once it promoted them all at version 1."""
+    for i, path in enumerate(paths):
+        vault_put(wired.env, path, {"value": f"one-{i}"})
+        create_cr(api, ns, f"c{i}", config_key_spec(path, f"c{i}", f"{prefix}/c{i}"))
+    controller = ControllerProcess(
+        wired.env,
+        ns,
+        tmp_path,
+        VAULTBRIDGE_CEPH__CONF=str(wired.cluster.conf),
+        VAULTBRIDGE_CEPH__KEYRING=str(wired.cluster.admin_keyring),
+        VAULTBRIDGE_CEPH__USER=wired.cluster.user,
+        **settings,
+    )
+    try:
+        controller.wait_leader()
+        wait_for(
+            lambda: all(at_version(api, ns, f"c{i}", 1) for i in range(len(paths))),
+            "every credential promoted at version 1",
+            timeout=180,
+            interval=1.0,
+        )
+    except BaseException:
+        controller.stop()
+        raise
+    return controller
+
+
+def _version_2(wired: Wired, controller: ControllerProcess, paths: list[str]) -> None:
+    """Version 2 of each path, written past the proxies, each one triggered by the webhook."""
+    for path in paths:
+        vault_put(wired.env, path, {"value": f"two-{path}"})
+        status, body = http(
+            "POST", controller.url + "/v1/trigger", {"mount": "secret", "path": path}
+        )
+        assert status == 202, body
+
+
 class Outage:
     """One backend down and back: Vault behind a proxy resetting every connection, or the
     suite's only mon stopped (quorum lost). ``requests()``: vaultbridge's requests to it so far
@@ -85,42 +132,27 @@ class Outage:
 def test_a_backend_down_while_100_rotations_are_due(
     wired: Wired, api: k8s.ApiClient, ns: str, tmp_path: Path, backend: str
 ) -> None:
-    env, proxy = wired.env, wired.proxies["vault"]
+    proxy = wired.proxies["vault"]
     outage = Outage(wired, backend)
     prefix = f"vaultbridge/outage/{ns}"
     paths = [f"outage/{ns}/c{i}" for i in range(COUNT)]
-    for i, path in enumerate(paths):
-        vault_put(env, path, {"value": f"one-{i}"})
-        create_cr(api, ns, f"c{i}", config_key_spec(path, f"c{i}", f"{prefix}/c{i}"))
-    controller = outage.controller = ControllerProcess(
-        env,
+    controller = outage.controller = _at_version_1(
+        wired,
+        api,
         ns,
         tmp_path,
+        prefix,
+        paths,
         VAULTBRIDGE_VAULT__ADDR=f"http://{proxy.address}",
         VAULTBRIDGE_VAULT__TIMEOUT="2",
-        VAULTBRIDGE_CEPH__CONF=str(wired.cluster.conf),
-        VAULTBRIDGE_CEPH__KEYRING=str(wired.cluster.admin_keyring),
-        VAULTBRIDGE_CEPH__USER=wired.cluster.user,
         VAULTBRIDGE_CEPH__TIMEOUT="2",
         VAULTBRIDGE_TRIGGERS__POLL_INTERVAL="30",  # the default poll runs through the outage
     )
     try:
-        controller.wait_leader()
-        wait_for(
-            lambda: all(at_version(api, ns, f"c{i}", 1) for i in range(COUNT)),
-            "every credential promoted at version 1",
-            timeout=180,
-            interval=1.0,
-        )
         before_ceph, before_secrets = _config_keys(wired, prefix), _secret_versions(api, ns)
         outage.start()
         began, counted = time.monotonic(), outage.requests()
-        for path in paths:  # version 2 of each, written past the proxy, each one triggered
-            vault_put(env, path, {"value": f"two-{path}"})
-            status, body = http(
-                "POST", controller.url + "/v1/trigger", {"mount": "secret", "path": path}
-            )
-            assert status == 202, body
+        _version_2(wired, controller, paths)
         per_minute: list[int] = []
         while (elapsed := time.monotonic() - began) < OUTAGE - 1:
             time.sleep(min(60.0 - elapsed % 60, OUTAGE - elapsed))
@@ -184,38 +216,23 @@ def test_the_api_server_unreachable_in_the_middle_of_rotations(
     the leader loses its Lease and stops before its next step; once the API server answers, it
     leads again, resumes the journaled rotations and follows its watches again. Each credential
     ends at the new version with one promotion recorded, and nothing is lost."""
-    env, proxy = wired.env, wired.proxies["kubernetes"]
+    proxy = wired.proxies["kubernetes"]
     prefix = f"vaultbridge/kube-outage/{ns}"
     paths = [f"kube-outage/{ns}/c{i}" for i in range(IN_FLIGHT)]
-    for i, path in enumerate(paths):
-        vault_put(env, path, {"value": f"one-{i}"})
-        create_cr(api, ns, f"c{i}", config_key_spec(path, f"c{i}", f"{prefix}/c{i}"))
-    controller = ControllerProcess(
-        env,
+    controller = _at_version_1(
+        wired,
+        api,
         ns,
         tmp_path,
+        prefix,
+        paths,
         VAULTBRIDGE_KUBE__KUBECONFIG=str(wired.kubeconfig),
-        VAULTBRIDGE_CEPH__CONF=str(wired.cluster.conf),
-        VAULTBRIDGE_CEPH__KEYRING=str(wired.cluster.admin_keyring),
-        VAULTBRIDGE_CEPH__USER=wired.cluster.user,
         VAULTBRIDGE_CONTROLLER__MAX_CONCURRENT_ROTATIONS=str(IN_FLIGHT),
         VAULTBRIDGE_FAULT="pause-after:Apply:3",  # each rotation waits 3 s between Apply and Verify
     )
     try:
-        controller.wait_leader()
-        wait_for(
-            lambda: all(at_version(api, ns, f"c{i}", 1) for i in range(IN_FLIGHT)),
-            "every credential promoted at version 1",
-            timeout=180,
-            interval=1.0,
-        )
         restarts_before = controller.metric("vaultbridge_watch_relists_total")
-        for path in paths:
-            vault_put(env, path, {"value": f"two-{path}"})
-            status, body = http(
-                "POST", controller.url + "/v1/trigger", {"mount": "secret", "path": path}
-            )
-            assert status == 202, body
+        _version_2(wired, controller, paths)
 
         def in_flight() -> int:
             found = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
