@@ -23,13 +23,16 @@ from controller_helpers import (
     create_cr,
     get_cr,
     http,
+    namespace,
     vault_put,
     wait_for,
 )
 from fault_helpers import Wired, report_line
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from vaultbridge.controller.outage import PROBE_CAP
+from vaultbridge.testenv.kube import start_kube
 
 pytestmark = pytest.mark.integration
 
@@ -234,13 +237,7 @@ def test_the_api_server_unreachable_in_the_middle_of_rotations(
         restarts_before = controller.metric("vaultbridge_watch_relists_total")
         _version_2(wired, controller, paths)
 
-        def in_flight() -> int:
-            found = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
-                "vaultbridge.io", "v1alpha1", ns, "credentialrotations"
-            )
-            return sum(1 for cr in found["items"] if (cr.get("status") or {}).get("rotation"))
-
-        wait_for(lambda: in_flight() >= IN_FLIGHT // 2, "rotations in flight", timeout=60)
+        wait_for(lambda: _in_flight(api, ns) >= IN_FLIGHT // 2, "rotations in flight", timeout=60)
         proxy.reset()
         began = time.monotonic()
         time.sleep(KUBE_OUTAGE)
@@ -248,7 +245,7 @@ def test_the_api_server_unreachable_in_the_middle_of_rotations(
         attempts = len(arrivals)
         first_10s = sum(1 for t in arrivals if t < 10)
         last_minute = [t for t in arrivals if t >= KUBE_OUTAGE - 60]
-        journals_during = in_flight()
+        journals_during = _in_flight(api, ns)
         relists_during = controller.metric("vaultbridge_watch_relists_total") - restarts_before
         proxy.clear()
         cleared = time.monotonic()
@@ -262,14 +259,7 @@ def test_the_api_server_unreachable_in_the_middle_of_rotations(
         restarts = controller.metric("vaultbridge_watch_relists_total") - restarts_before
         relists_after = restarts - relists_during
         values = _config_keys(wired, prefix)
-        histories = [
-            [
-                h["result"]
-                for h in (get_cr(api, ns, f"c{i}")["status"].get("history") or [])
-                if h["version"] == 2
-            ]
-            for i in range(IN_FLIGHT)
-        ]
+        histories = [_results_of(api, ns, f"c{i}", 2) for i in range(IN_FLIGHT)]
     finally:
         controller.stop()
     print(
@@ -298,3 +288,87 @@ def test_the_api_server_unreachable_in_the_middle_of_rotations(
     assert all(h.count("Promoted") == 1 for h in histories), histories
     # each watch lists again on a doubling backoff during the outage, and once or twice after
     assert relists_during <= 2 * 8 and relists_after <= 4
+
+
+RESTART_DOWN = 60.0 if os.environ.get("VAULTBRIDGE_CHAOS") == "1" else 10.0
+
+
+def test_etcd_and_the_api_server_restarted_in_the_middle_of_rotations(
+    wired: Wired, tmp_path: Path
+) -> None:
+    """A real restart of the control plane (its own etcd and kube-apiserver, so that no other
+    test sees it) while rotations sit between Apply and Verify: the watches resume, the
+    journaled rotations finish, one promotion each."""
+    kube = start_kube(tmp_path / "kube")
+    try:
+        api = k8s_config.new_client_from_config(config_file=str(kube.kubeconfig))
+        with namespace(api) as ns:
+            prefix = f"vaultbridge/restart/{ns}"
+            paths = [f"restart/{ns}/c{i}" for i in range(IN_FLIGHT)]
+            controller = _at_version_1(
+                wired,
+                api,
+                ns,
+                tmp_path,
+                prefix,
+                paths,
+                VAULTBRIDGE_KUBE__KUBECONFIG=str(kube.kubeconfig),
+                VAULTBRIDGE_CONTROLLER__MAX_CONCURRENT_ROTATIONS=str(IN_FLIGHT),
+                VAULTBRIDGE_FAULT="pause-after:Apply:3",
+            )
+            try:
+                relists_before = controller.metric("vaultbridge_watch_relists_total")
+                _version_2(wired, controller, paths)
+                wait_for(
+                    lambda: _in_flight(api, ns) >= IN_FLIGHT // 2, "rotations in flight", timeout=60
+                )
+                unanswered = kube.restart_control_plane(down=RESTART_DOWN)
+                back = time.monotonic()
+                wait_for(
+                    lambda: all(at_version(api, ns, f"c{i}", 2) for i in range(IN_FLIGHT)),
+                    "every credential promoted at version 2 after the restart",
+                    timeout=180,
+                    interval=0.5,
+                )
+                recovered = time.monotonic() - back
+                relists = controller.metric("vaultbridge_watch_relists_total") - relists_before
+                values = _config_keys(wired, prefix)
+                histories = [_results_of(api, ns, f"c{i}", 2) for i in range(IN_FLIGHT)]
+            finally:
+                controller.stop()
+    finally:
+        kube.stop()
+    print(
+        f"etcd + kube-apiserver restarted ({unanswered:.1f} s unanswered) with rotations in"
+        f" flight: all promoted {recovered:.1f} s after it answered; {relists:.0f} relists"
+    )
+    report_line(
+        {
+            "suite": "outage",
+            "backend": "kubernetes (etcd + apiserver restart)",
+            "outage_s": round(unanswered, 1),
+            "credentials": IN_FLIGHT,
+            "requests_per_minute": [],
+            "held": IN_FLIGHT,
+            "secrets_written": 0,
+            "recovered_s": round(recovered, 1),
+            "lost": sum(
+                1 for i, path in enumerate(paths) if values.get(f"{prefix}/c{i}") != f"two-{path}"
+            ),
+        }
+    )
+    assert values == {f"{prefix}/c{i}": f"two-{path}" for i, path in enumerate(paths)}
+    assert all(h.count("Promoted") == 1 for h in histories), histories
+    assert relists <= 2 * 8  # backing off while it was down, not once per credential
+
+
+def _in_flight(api: k8s.ApiClient, ns: str) -> int:
+    found = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+        "vaultbridge.io", "v1alpha1", ns, "credentialrotations"
+    )
+    return sum(1 for cr in found["items"] if (cr.get("status") or {}).get("rotation"))
+
+
+def _results_of(api: k8s.ApiClient, ns: str, name: str, version: int) -> list[str]:
+    history = get_cr(api, ns, name)["status"].get("history") or []
+    return [h["result"] for h in history if h["version"] == version]

@@ -13,6 +13,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -219,6 +220,7 @@ class KubeCluster:
     kubeconfig: Path
     ca_cert: Path
     pids: dict[str, int] = field(default_factory=dict)
+    etcd_ports: tuple[int, int] = (0, 0)  # (client, peer): a restart reuses them
 
     def _ssl(self) -> ssl.SSLContext:
         pki = self.workdir / "pki"
@@ -293,6 +295,24 @@ class KubeCluster:
             if pid:
                 stop_pid(pid)
 
+    def restart_control_plane(self, down: float = 0.0, timeout: float = 90.0) -> float:
+        """Stop kube-apiserver and etcd, wait ``down`` seconds, start both again on the same
+        ports and data (the controller-manager stays and reconnects). Returns the seconds the
+        API server did not answer."""
+        if not all(self.etcd_ports):
+            raise TestenvError("kube: this cluster's etcd ports are unknown (started elsewhere)")
+        began = time.monotonic()
+        for name in ("kube-apiserver", "etcd"):
+            pid = self.pids.pop(name, None)
+            if pid:
+                stop_pid(pid)
+        time.sleep(down)
+        logs = self.workdir / "logs"
+        _start_etcd(self, *self.etcd_ports, logs / "etcd.log", timeout)
+        port = int(self.server.rsplit(":", 1)[1])
+        _start_apiserver(self, self.etcd_ports[0], port, logs / "kube-apiserver.log", timeout)
+        return time.monotonic() - began
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("workdir", "bindir", "kubeconfig", "ca_cert"):
@@ -301,6 +321,7 @@ class KubeCluster:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KubeCluster:
+        etcd = data.get("etcd_ports") or (0, 0)
         return cls(
             workdir=Path(data["workdir"]),
             bindir=Path(data["bindir"]),
@@ -308,6 +329,7 @@ class KubeCluster:
             kubeconfig=Path(data["kubeconfig"]),
             ca_cert=Path(data["ca_cert"]),
             pids={str(k): int(v) for k, v in data["pids"].items()},
+            etcd_ports=(int(etcd[0]), int(etcd[1])),
         )
 
 
@@ -335,6 +357,7 @@ def start_kube(
         server=server,
         kubeconfig=workdir / "kubeconfig",
         ca_cert=pki / "ca.crt",
+        etcd_ports=(etcd_port, etcd_peer),
     )
     write_kubeconfig(cluster.kubeconfig, server, pki)
     logs = workdir / "logs"
