@@ -343,3 +343,42 @@ def test_a_reconcile_asks_vault_once_when_vault_does_not_answer(world: MemoryWor
     outcome = vb.reconcile(REF)
     assert not outcome.ok and outcome.reason == "VaultDown"
     assert world.faults.calls.count("vault.read_latest") - before == 1
+
+
+@pytest.fixture
+def quick_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vaultbridge.engine.actions.PROMOTION_READ_PAUSE", 0.0)
+
+
+def test_a_promotion_whose_answer_was_lost_but_which_landed_stands(
+    world: MemoryWorld, quick_reads: None
+) -> None:
+    vb = v2_waiting(world)
+    world.faults.fail("secrets.written", VaultDown("connection cut"))  # landed, answer lost
+    outcome = vb.sync(REF)
+    assert outcome.result == "promoted", outcome.message
+    assert ceph_value(world) == secret_value(world) == "v2"  # no rollback under the Secret
+
+
+def test_a_promotion_that_did_not_land_rolls_back(world: MemoryWorld, quick_reads: None) -> None:
+    vb = v2_waiting(world)
+    world.faults.fail("secrets.write", VaultDown("connection reset"))
+    assert vb.sync(REF).result == "rolled-back"
+    assert ceph_value(world) == secret_value(world) == "v1"
+
+
+def test_a_promotion_that_cannot_be_read_back_stays_verified_and_is_promoted_later(
+    world: MemoryWorld, quick_reads: None
+) -> None:
+    vb = v2_waiting(world)
+    world.faults.fail("secrets.written", VaultDown("connection cut"))
+    world.faults.fail("secrets.read", VaultDown("no answer"), times=3)
+    with pytest.raises(BackendError) as raised:
+        vb.sync(REF)
+    assert raised.value.reason == "PromotionUnknown"
+    journal = world.crs.objects[REF].status.rotation
+    assert journal is not None and journal.step == "Verified"
+    assert ceph_value(world) == secret_value(world) == "v2"  # Ceph was not rolled back
+    assert vb.reconcile(REF).result == "promoted"
+    status = world.crs.objects[REF].status
+    assert status.rotation is None and status.current_version == 2

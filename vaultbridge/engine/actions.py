@@ -5,6 +5,7 @@ back into ``rotation.step`` by the effects loop (``engine/effects.py``)."""
 from __future__ import annotations
 
 import logging
+import time
 
 from vaultbridge import rotation
 from vaultbridge.engine import faults
@@ -16,10 +17,19 @@ from vaultbridge.engine.preimage import PreimageStore
 from vaultbridge.engine.reads import keep
 from vaultbridge.engine.report import Reporter
 from vaultbridge.engine.runtime import Runtime
-from vaultbridge.model.errors import BackendError, ConcurrentRotation, PreconditionError
+from vaultbridge.model.errors import (
+    BackendError,
+    ConcurrentRotation,
+    PreconditionError,
+    PromotionUnknown,
+)
 from vaultbridge.model.spec import CredentialSpec, DeletionPolicy
 
 log = logging.getLogger(__name__)
+
+# reading a Secret back after its write failed: three tries, 0.2 s, 0.4 s, 0.8 s apart
+PROMOTION_READS = 3
+PROMOTION_READ_PAUSE = 0.2
 
 _NEEDS_DATA = frozenset({rotation.Action.APPLY, rotation.Action.VERIFY, rotation.Action.PROMOTE})
 
@@ -47,8 +57,10 @@ class RotationActions:
         self.reporter.step(job, f"run:{action}", f"version {job.version}")
         try:
             self._perform(job, action)
-        except ConcurrentRotation:
-            raise  # our claim was lost: record nothing, another process owns the journal
+        except (ConcurrentRotation, PromotionUnknown):
+            # our claim was lost (another process owns the journal), or a promotion may have
+            # landed: record nothing, leave the journal as it is for the next attempt
+            raise
         except BackendError as exc:
             if job.journal is not None and exc is job.journal.failed:
                 raise  # a journal write failed (seen at a barrier): nothing more may happen
@@ -107,16 +119,23 @@ class RotationActions:
         key = (job.credential.ref.namespace, spec.secret.name)
         self.access.secret_copies.pop(key, None)
         known = self.access.secret(*key)
-        written = self.access.secrets.write(
-            job.credential,
-            spec.secret.name,
-            job.data,
-            annotations=annotations,
-            adopt=spec.secret.adopt,
-            known=known,
-            policy=secret_policy(spec),
-            absent=known is None,
-        )
+        try:
+            written = self.access.secrets.write(
+                job.credential,
+                spec.secret.name,
+                job.data,
+                annotations=annotations,
+                adopt=spec.secret.adopt,
+                known=known,
+                policy=secret_policy(spec),
+                absent=known is None,
+            )
+        except BackendError as exc:
+            # a cut response or a timeout may hide a write that landed: a rollback now would
+            # leave the Secret with a credential Ceph no longer holds
+            if not exc.transient or not self._promotion_landed(job, key, exc):
+                raise
+            written = None
         self.access.wrote_secret(*key)
         if written is not None:
             keep(self.access.secret_copies, key, written)
@@ -126,6 +145,25 @@ class RotationActions:
             job, current=job.version, previous=previous, pending=None, after_status=True
         )
         self.preimages.drop(job)
+
+    def _promotion_landed(self, job: Job, key: tuple[str, str], failure: BackendError) -> bool:
+        """After a Secret write failed transiently: did it land? False: it did not (a rollback
+        is safe). Raises :class:`PromotionUnknown` when the Secret cannot be read either."""
+        for attempt in range(PROMOTION_READS):
+            try:
+                found = self.access.secrets.read(*key)
+            except BackendError:
+                time.sleep(PROMOTION_READ_PAUSE * 2**attempt)
+                continue
+            annotations = found.annotations if found is not None else {}
+            return (
+                annotations.get(VERSION_ANNOTATION) == str(job.version)
+                and annotations.get(ROTATION_ANNOTATION) == job.rotation_id
+            )
+        raise PromotionUnknown(
+            f"the Secret write of version {job.version} failed ({failure.reason}) and the "
+            f"Secret could not be read back; promoting again later"
+        ) from failure
 
     def move_labels(
         self,

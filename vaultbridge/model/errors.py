@@ -36,6 +36,15 @@ class PreconditionError(Exception):
         self.transient = transient
 
 
+class PromotionUnknown(BackendError):  # noqa: N818 - reads as the condition it reports
+    """The Secret write of a promotion failed without saying whether it landed, and reading
+    the Secret back failed too. Rolling Ceph back could leave the Secret holding a credential
+    Ceph no longer accepts, so the rotation stays where it is (verified) and a later attempt
+    promotes again."""
+
+    transient = True
+
+
 class ConcurrentRotation(BackendError):  # noqa: N818 - reads as the condition it reports
     """Another process changed the credential between our read and our claim of a rotation."""
 

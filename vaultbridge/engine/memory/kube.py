@@ -140,6 +140,7 @@ class MemorySecrets:
         if current is not None:
             self.previous[key] = current
         self.secrets[key] = _Secret(stored, policy)
+        self.faults.check("secrets.written")  # a fault here: the write landed, its answer lost
         return stored
 
     def delete(self, namespace: str, name: str) -> None:
