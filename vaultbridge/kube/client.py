@@ -23,6 +23,15 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds for one ordinary request (connect + read). Watches use their own, longer, timeouts."""
 
 
+def _configuration() -> Any:
+    """A client configuration with one immediate retry of a failed connection (a keep-alive
+    connection the server closed), not urllib3's three: when the API server is down, each of
+    our requests would otherwise cost four connection attempts, on top of our own backoff."""
+    configuration = k8s.Configuration()
+    configuration.retries = 1
+    return configuration
+
+
 class KubeClient:
     """Holds one :class:`kubernetes.client.ApiClient` and the per-request timeout.
 
@@ -52,7 +61,7 @@ class KubeClient:
             if not existing:
                 raise KubeError(f"kubeconfig not found: {', '.join(candidates)}")
             return cls.from_kubeconfig(existing[0], timeout=timeout)
-        configuration = k8s.Configuration()
+        configuration = _configuration()
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except ConfigException as exc:
@@ -70,7 +79,7 @@ class KubeClient:
         context: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> KubeClient:
-        configuration = k8s.Configuration()
+        configuration = _configuration()
         try:
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=str(path),
@@ -92,7 +101,7 @@ class KubeClient:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> KubeClient:
         """A client authenticating with a bearer token (``str`` or ``Sensitive``)."""
-        configuration = k8s.Configuration()
+        configuration = _configuration()
         configuration.host = server
         raw = token.reveal() if hasattr(token, "reveal") else str(token)
         configuration.api_key = {"BearerToken": raw}
