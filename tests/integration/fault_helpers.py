@@ -51,6 +51,7 @@ BACKENDS = ("vault", "kubernetes", "ceph")
 TARGETS = ("config", "config-key", "cephx-alternate", "cephx-in-place")
 STEPS = ("Snapshot", "Apply", "Verify", "Promote", "after:Promote")
 TIMEOUT = 2.0  # every client's request timeout under test: a black hole costs this much
+PROBE = 5.0  # the probe's and the checks' own timeout: a busy machine is not a dead credential
 HOLD = {"latency": 3.0, "reset": 2.0, "blackhole": 3.0, "cut": 2.0}  # seconds a fault lasts
 LATENCY = 0.3  # seconds added to every chunk under "latency"
 SETTLE = 120.0  # seconds a case may take to settle once the fault is on
@@ -81,11 +82,11 @@ class Wired:
 
     def admin(self) -> CephConnection:
         return CephConnection(
-            str(self.cluster.conf), self.cluster.user, str(self.cluster.admin_keyring), TIMEOUT
+            str(self.cluster.conf), self.cluster.user, str(self.cluster.admin_keyring), PROBE
         )
 
     def authenticates(self, entity: str, key: str) -> bool:
-        return authenticates(str(self.cluster.conf), entity, key, TIMEOUT)
+        return authenticates(str(self.cluster.conf), entity, key, PROBE)
 
     def clear(self) -> None:
         for proxy in self.proxies.values():
