@@ -16,6 +16,7 @@ from controller_helpers import (
     config_spec,
     create_cr,
     get_cr,
+    labelled,
     unique,
     vault_put,
     wait_for,
@@ -154,6 +155,90 @@ def test_a_stalled_leader_woken_after_the_takeover_writes_nothing(
         assert value.decode() == ceph_config(testenv, who, option) == "stalled-value"
         assert leader.metric("vaultbridge_rotations_total") == 0  # it finished nothing
         print(f"stalled {took:.1f} s; standby promoted; the woken leader wrote nothing")
+    finally:
+        if stopped:
+            leader.proc.send_signal(signal.SIGCONT)
+        leader.stop()
+        if standby is not None:
+            standby.stop()
+
+
+def test_a_late_write_through_the_one_command_window_is_repaired_by_the_drift_sweep(
+    testenv: Environment, api: k8s.ApiClient, ns: str, tmp_path: Path
+) -> None:
+    """The window the test above does not reach, made to happen: the leader checks that it may
+    act, then stalls (``pause-before:Apply``, SIGSTOP) before its one mon command. The standby
+    takes over, promotes that version and then a newer one. Woken, the stalled process sends
+    the command it had already cleared: Ceph holds the older value while the Secret holds the
+    newer. No fence on a mon command can refuse it, so the new leader's drift sweep is what
+    puts it right; this measures how long the two disagree."""
+    quick = {
+        "VAULTBRIDGE_CONTROLLER__LEASE_DURATION": "6",
+        "VAULTBRIDGE_CONTROLLER__RENEW_DEADLINE": "4",
+        "VAULTBRIDGE_CONTROLLER__RETRY_PERIOD": "1",
+        "VAULTBRIDGE_ROTATION__TAKEOVER_AFTER": "5",
+        "VAULTBRIDGE_CONTROLLER__RESYNC_INTERVAL": "10",
+    }
+    leader = ControllerProcess(
+        testenv, ns, tmp_path, VAULTBRIDGE_FAULT="pause-before:Apply:3", **quick
+    )
+    standby: ControllerProcess | None = None
+    stopped = False
+    option = "rgw_keystone_admin_password"
+    try:
+        leader.wait_leader()
+        standby = ControllerProcess(testenv, ns, tmp_path, **quick)
+        wait_for(lambda: (standby.readyz() or {}).get("role") == "standby", "standby up")
+        name, path, who = unique("late"), unique("late"), f"client.rgw.{unique('late')}"
+        first = vault_put(testenv, path, {"value": "older-value"})
+        spec = config_spec(path, who)
+        secret_name = spec["secret"]["name"]
+        create_cr(api, ns, name, spec)
+        wait_for(
+            lambda: "fault point pause-before:Apply" in leader.output(),
+            "the leader cleared its lease check and paused before Apply",
+            interval=0.05,
+        )
+        leader.proc.send_signal(signal.SIGSTOP)
+        stopped = True
+        wait_for(lambda: at_version(api, ns, name, first), "standby finished it", timeout=90)
+        second = vault_put(testenv, path, {"value": "newer-value"})
+        status, body = standby.trigger({"mount": "secret", "path": path})
+        assert status == 202, body
+        wait_for(lambda: at_version(api, ns, name, second), "standby promoted the newer one")
+        assert ceph_config(testenv, who, option) == "newer-value"
+        promoted_before = labelled(
+            standby.metrics(), "vaultbridge_rotations_total", result="promoted"
+        )
+        leader.proc.send_signal(signal.SIGCONT)
+        stopped = False
+        woke = time.monotonic()
+        wait_for(
+            lambda: (
+                "fault point pause-before:Apply" in leader.output().split("stops acting")[-1]
+                or leader.output().count("fault point pause-before:Apply") >= 2
+                or "may no longer act" in leader.output()
+            ),
+            "the woken leader went on",
+            timeout=30,
+        )
+        time.sleep(12)  # a drift sweep (every 10 s here) comes round at least once
+        settled = time.monotonic() - woke
+        secret = read_secret(api, ns, secret_name)
+        assert secret is not None
+        assert base64.b64decode(secret.data["value"]).decode() == "newer-value"
+        assert ceph_config(testenv, who, option) == "newer-value"  # put right, whatever landed
+        repairs = (
+            labelled(standby.metrics(), "vaultbridge_rotations_total", result="promoted")
+            - promoted_before
+        )
+        history = get_cr(api, ns, name)["status"].get("history") or []
+        assert leader.metric("vaultbridge_rotations_total") == 0  # the stalled one finished none
+        assert {h["version"] for h in history if h["result"] == "Promoted"} == {first, second}
+        print(
+            f"woken leader's late Apply: the new leader promoted {repairs:.0f} more time(s) to"
+            f" put Ceph back; Ceph and the Secret agree {settled:.0f} s after SIGCONT"
+        )
     finally:
         if stopped:
             leader.proc.send_signal(signal.SIGCONT)

@@ -54,6 +54,7 @@ class RotationActions:
         action = run.action
         faults.before(str(action))
         self.runtime.check_may_act(job.credential.ref, str(action))
+        faults.acting(str(action))
         self.reporter.step(job, f"run:{action}", f"version {job.version}")
         try:
             self._perform(job, action)

@@ -5,7 +5,9 @@ succeeded (a test then ``kill -9``s it); ``crash-after:Verify`` SIGKILLs the pro
 that point; ``pause-after:Apply`` sleeps one second there (a slow mon, as a test sees it),
 ``pause-after:Apply:4`` four seconds. ``stretch:Apply:0.5`` sleeps half a second before the
 action and half a second after it, announcing itself first: the crash matrix kills the process
-at a random moment of the stretched step.
+at a random moment of the stretched step. ``pause-before:Apply:3`` sleeps 3 s after the
+engine checked that it may still act and before the action: the one-command window a stalled
+holder's late write comes through.
 Unset in production: the check is one dictionary lookup per action.
 
 In-process tests may also register a hook (:func:`add_hook`) that is called before and after
@@ -45,6 +47,17 @@ def before(action: str) -> None:
     if seconds:
         print(f"vaultbridge: fault point stretch:{action} reached", file=sys.stderr, flush=True)
         time.sleep(seconds)
+
+
+def acting(action: str) -> None:
+    """Called by the engine once it checked that it may still act, just before ``action``."""
+    spec = os.environ.get(VARIABLE)
+    if not spec or not spec.startswith("pause-before:"):
+        return
+    _, where, seconds = [*spec.split(":"), "", ""][:3]
+    if where.lower() == action.lower():
+        print(f"vaultbridge: fault point {spec} reached", file=sys.stderr, flush=True)
+        time.sleep(float(seconds or 1.0))
 
 
 def _stretch(action: str) -> float:
