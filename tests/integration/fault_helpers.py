@@ -333,12 +333,13 @@ class Probe:
                 secret = self.target.secret()
                 entity = f"client.{secret.get('userID')}"
                 works = self.target.wired.authenticates(entity, secret.get("userKey", ""))
-                journal = status.get("rotation") or {}
-                window = self.target.kind == "cephx-in-place" and journal.get("step") in (
-                    "Applied",
-                    "Verified",
-                    "Pending",
-                    "RollingBack",
+                # the journal as read before and after the check: a rotation in flight in either
+                # read, or one that finished between them, puts the check inside the window
+                after = get_cr(self.target.api, self.target.ns, "cred").get("status") or {}
+                window = self.target.kind == "cephx-in-place" and (
+                    bool(status.get("rotation"))
+                    or bool(after.get("rotation"))
+                    or len(status.get("history") or []) != len(after.get("history") or [])
                 )
                 if not works and not mon.disturbed():
                     if window:
@@ -369,6 +370,7 @@ class CaseResult:
     unknown_ticks: int = 0
     ticks: int = 0
     consumer_failures: int = 0
+    in_window_failures: int = 0
     unrecorded: list[str] = field(default_factory=list)  # rotations the history lacks
     history: list[str] = field(default_factory=list)
     proxy_counts: dict[str, int] = field(default_factory=dict)
@@ -447,6 +449,7 @@ def run_case(
         result.ticks, result.dead_ticks = probe.ticks, probe.dead
         result.unknown_ticks = probe.unknown
         result.consumer_failures = probe.consumer_failures
+        result.in_window_failures = probe.in_window_failures
         admin = wired.admin()
         try:
             result.problems = target.problems(admin)

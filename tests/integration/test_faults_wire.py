@@ -41,3 +41,4 @@ def test_a_fault_at_a_step_loses_nothing(
     assert result.problems == [], result.to_json()
     assert result.dead_ticks == 0, result.to_json()
     assert result.unrecorded == [], result.to_json()
+    assert result.consumer_failures == 0, result.to_json()  # only in the in-place window
