@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.client.rest import RESTResponse
 from kubernetes.config.config_exception import ConfigException
 
+from vaultbridge.kube.breaker import ConnectionBreaker
 from vaultbridge.kube.errors import TRANSLATABLE, KubeError, Operation, raise_translated
 
 DEFAULT_TIMEOUT = 10.0
@@ -45,6 +46,7 @@ class KubeClient:
         self.timeout = timeout
         self._dynamic: Any = None
         self._discovery_dir: str | None = None
+        self.breaker = ConnectionBreaker()
 
     # -- construction -----------------------------------------------------------------------
 
@@ -241,14 +243,20 @@ class KubeClient:
             url += "?" + urlencode(
                 {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
             )
-        response = self.api_client.rest_client.pool_manager.request(
-            method,
-            url,
-            body=None if body is None else json.dumps(body).encode(),
-            headers=headers,
-            timeout=timeout,
-            preload_content=preload,
-        )
+        self.breaker.before()
+        try:
+            response = self.api_client.rest_client.pool_manager.request(
+                method,
+                url,
+                body=None if body is None else json.dumps(body).encode(),
+                headers=headers,
+                timeout=timeout,
+                preload_content=preload,
+            )
+        except (urllib3.exceptions.MaxRetryError, urllib3.exceptions.ProtocolError, OSError):
+            self.breaker.failed()
+            raise
+        self.breaker.answered()
         if not 200 <= response.status <= 299:
             data = response.data  # reads the error body of a stream too
             wrapped = RESTResponse(response)
