@@ -28,6 +28,14 @@ from vaultbridge.testenv.env import Environment
 
 pytestmark = pytest.mark.integration
 
+# a Lease and a takeover quick enough for a test to wait them out
+QUICK_LEASE = {
+    "VAULTBRIDGE_CONTROLLER__LEASE_DURATION": "6",
+    "VAULTBRIDGE_CONTROLLER__RENEW_DEADLINE": "4",
+    "VAULTBRIDGE_CONTROLLER__RETRY_PERIOD": "1",
+    "VAULTBRIDGE_ROTATION__TAKEOVER_AFTER": "5",
+}
+
 
 def test_leader_killed_mid_rotation_standby_takes_over(
     testenv: Environment, api: k8s.ApiClient, ns: str, tmp_path: Path
@@ -107,12 +115,7 @@ def test_a_stalled_leader_woken_after_the_takeover_writes_nothing(
     the rotation over and promotes it; SIGCONT the stalled one. Its next step asks whether it
     still leads (by its own monotonic clock, which ran on while it was stopped) and stops: no
     late write, and Ceph, the Secret and the CR agree."""
-    quick = {
-        "VAULTBRIDGE_CONTROLLER__LEASE_DURATION": "6",
-        "VAULTBRIDGE_CONTROLLER__RENEW_DEADLINE": "4",
-        "VAULTBRIDGE_CONTROLLER__RETRY_PERIOD": "1",
-        "VAULTBRIDGE_ROTATION__TAKEOVER_AFTER": "5",
-    }
+    quick = QUICK_LEASE
     leader = ControllerProcess(
         testenv, ns, tmp_path, VAULTBRIDGE_FAULT="pause-after:Apply:4", **quick
     )
@@ -172,13 +175,7 @@ def test_a_late_write_through_the_one_command_window_is_repaired_by_the_drift_sw
     the command it had already cleared: Ceph holds the older value while the Secret holds the
     newer. No fence on a mon command can refuse it, so the new leader's drift sweep is what
     puts it right; this measures how long the two disagree."""
-    quick = {
-        "VAULTBRIDGE_CONTROLLER__LEASE_DURATION": "6",
-        "VAULTBRIDGE_CONTROLLER__RENEW_DEADLINE": "4",
-        "VAULTBRIDGE_CONTROLLER__RETRY_PERIOD": "1",
-        "VAULTBRIDGE_ROTATION__TAKEOVER_AFTER": "5",
-        "VAULTBRIDGE_CONTROLLER__RESYNC_INTERVAL": "10",
-    }
+    quick = {**QUICK_LEASE, "VAULTBRIDGE_CONTROLLER__RESYNC_INTERVAL": "10"}
     leader = ControllerProcess(
         testenv, ns, tmp_path, VAULTBRIDGE_FAULT="pause-before:Apply:3", **quick
     )

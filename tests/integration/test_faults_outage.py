@@ -211,6 +211,11 @@ def test_a_backend_down_while_100_rotations_are_due(
 
 KUBE_OUTAGE = 120.0 if os.environ.get("VAULTBRIDGE_CHAOS") == "1" else 30.0
 IN_FLIGHT = 20
+# every rotation at once, each waiting 3 s between Apply and Verify: the outage finds them there
+MID_ROTATION = {
+    "VAULTBRIDGE_CONTROLLER__MAX_CONCURRENT_ROTATIONS": str(IN_FLIGHT),
+    "VAULTBRIDGE_FAULT": "pause-after:Apply:3",
+}
 
 
 def test_the_api_server_unreachable_in_the_middle_of_rotations(
@@ -231,8 +236,7 @@ def test_the_api_server_unreachable_in_the_middle_of_rotations(
         prefix,
         paths,
         VAULTBRIDGE_KUBE__KUBECONFIG=str(wired.kubeconfig),
-        VAULTBRIDGE_CONTROLLER__MAX_CONCURRENT_ROTATIONS=str(IN_FLIGHT),
-        VAULTBRIDGE_FAULT="pause-after:Apply:3",  # each rotation waits 3 s between Apply and Verify
+        **MID_ROTATION,
     )
     try:
         restarts_before = controller.metric("vaultbridge_watch_relists_total")
@@ -318,8 +322,7 @@ def test_etcd_and_the_api_server_restarted_in_the_middle_of_rotations(
                 prefix,
                 paths,
                 VAULTBRIDGE_KUBE__KUBECONFIG=str(kube.kubeconfig),
-                VAULTBRIDGE_CONTROLLER__MAX_CONCURRENT_ROTATIONS=str(IN_FLIGHT),
-                VAULTBRIDGE_FAULT="pause-after:Apply:3",
+                **MID_ROTATION,
             )
             try:
                 relists_before = controller.metric("vaultbridge_watch_relists_total")
