@@ -324,7 +324,13 @@ class Probe:
         self.ticks += 1
         mon = self.target.wired.proxies["ceph"]
         try:
-            if not self.target.live(admin, self._candidates()):
+            # a fresh connection can fail for reasons of its own on a loaded machine (a slow
+            # mon, a timeout); "neither live" must hold twice, 0.2 s apart, to count
+            neither = not self.target.live(admin, self._candidates())
+            if neither:
+                time.sleep(0.2)
+                neither = not self.target.live(admin, self._candidates())
+            if neither:
                 if mon.disturbed():
                     self.unknown += 1  # unreachable: the fault itself, not a lost credential
                 else:
@@ -332,7 +338,11 @@ class Probe:
             if self.target.cephx:
                 secret = self.target.secret()
                 entity = f"client.{secret.get('userID')}"
-                works = self.target.wired.authenticates(entity, secret.get("userKey", ""))
+                key = secret.get("userKey", "")
+                works = self.target.wired.authenticates(entity, key)
+                if not works:  # as above: a failure must repeat to count
+                    time.sleep(0.2)
+                    works = self.target.wired.authenticates(entity, key)
                 # the journal as read before and after the check: a rotation in flight in either
                 # read, or one that finished between them, puts the check inside the window
                 after = get_cr(self.target.api, self.target.ns, "cred").get("status") or {}
