@@ -21,6 +21,7 @@ from vaultbridge.kube import (
     OwnerInfo,
     SecretSink,
 )
+from vaultbridge.model.cluster import cluster_key
 from vaultbridge.model.errors import ConcurrentRotation, PreconditionError
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import (
@@ -47,6 +48,7 @@ class KubeCredentials:
     ) -> CredentialObject | None:
         body = status.to_dict()
         body["targetDescription"] = describe_target(credential.spec)
+        body["cluster"] = cluster_key(credential.spec.cluster)
         ref = credential.ref
 
         def status_unchanged(current: dict[str, Any]) -> bool:

@@ -11,8 +11,9 @@ from vaultbridge import rotation
 from vaultbridge.engine import faults
 from vaultbridge.engine.access import Access
 from vaultbridge.engine.annotations import ROTATION_ANNOTATION, VERSION_ANNOTATION
+from vaultbridge.engine.clusters import check_same_cluster
 from vaultbridge.engine.job import Job
-from vaultbridge.engine.ports import VaultStore
+from vaultbridge.engine.ports import CephClusters, VaultStore
 from vaultbridge.engine.preimage import PreimageStore
 from vaultbridge.engine.reads import keep
 from vaultbridge.engine.report import Reporter
@@ -42,7 +43,10 @@ class RotationActions:
         preimages: PreimageStore,
         reporter: Reporter,
         runtime: Runtime,
+        *,
+        clusters: CephClusters,
     ) -> None:
+        self.clusters = clusters
         self.access = access
         self.vault = vault
         self.preimages = preimages
@@ -57,6 +61,10 @@ class RotationActions:
         faults.acting(str(action))
         self.reporter.step(job, f"run:{action}", f"version {job.version}")
         try:
+            if job.fsid is not None:
+                check_same_cluster(
+                    self.clusters.cluster(job.spec.cluster), job.fsid, job.rotation_id
+                )
             self._perform(job, action)
         except (ConcurrentRotation, PromotionUnknown):
             # our claim was lost (another process owns the journal), or a promotion may have

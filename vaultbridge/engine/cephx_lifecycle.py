@@ -39,7 +39,7 @@ class CephxLifecycle:
 
     def __init__(
         self,
-        cephx: Callable[[], CephxStore],
+        cephx: Callable[[CredentialSpec], CephxStore],
         vault: Callable[[], VaultStore],
         access: Access,
         reporter: Reporter,
@@ -60,7 +60,7 @@ class CephxLifecycle:
         *,
         entity: str | None = None,
     ) -> CephxDriver:
-        return make_driver(spec, _target(spec), self.cephx(), status, version, entity=entity)
+        return make_driver(spec, _target(spec), self.cephx(spec), status, version, entity=entity)
 
     def driver_on(
         self, view: CephView, spec: CredentialSpec, status: Status, version: int | None
@@ -85,21 +85,21 @@ class CephxLifecycle:
     def new_key(self, spec: CredentialSpec, current: Sensitive | None = None) -> Sensitive:
         """A fresh cephx key: 16 or 32 bytes from Vault's RNG, or Ceph's pending key (in-place,
         >= 17.2.6). ``current``: the key of Vault's latest version."""
-        store = self.cephx()
+        store = self.cephx(spec)
         driver = self.driver(spec)
         entity = _target(spec).entity
         key_type = key_type_for(_target(spec), store.mon_release())  # refused before any write
         found = store.get_entity(entity) if driver.mode == "pending" else None
         if found is not None:
             if found.pending_key is not None:
-                self._commit_before_restaging(entity, found.pending_key, current)
+                self._commit_before_restaging(store, entity, found.pending_key, current)
             return store.get_or_create_pending(entity)
         created = int(self.runtime.clock().timestamp())
         secret = self.vault().random_bytes(KEY_SECRET_BYTES[key_type])
         return store.make_key(secret, created, key_type)
 
     def _commit_before_restaging(
-        self, entity: str, pending: Sensitive, current: Sensitive | None
+        self, store: CephxStore, entity: str, pending: Sensitive, current: Sensitive | None
     ) -> None:
         """A rotation within ``retireAfter`` of the previous one: Ceph holds one pending key,
         and asking again would return the same one. The previous rotation's key (Vault's
@@ -112,7 +112,7 @@ class CephxLifecycle:
                 "someone else); clear it with `ceph auth clear-pending` or commit it, then retry",
                 transient=False,
             )
-        PendingKeySwap(self.cephx(), entity).commit()
+        PendingKeySwap(store, entity).commit()
         log.info(
             "%s: committed the previous rotation's pending key before staging a new one", entity
         )
@@ -134,7 +134,7 @@ class CephxLifecycle:
         except BackendError as exc:
             if exc.reason != "VaultNotFound":
                 raise
-        existing = self.cephx().get_entity(target.entity)
+        existing = self.cephx(spec).get_entity(target.entity)
         if existing is None:
             return None
         version = vault.write(
@@ -233,7 +233,7 @@ class CephxLifecycle:
         if wait > timedelta(0):  # decided before any request: a promotion has just happened
             outcome.retry_after = earliest(outcome.retry_after, wait)
             return outcome
-        store = self.cephx()
+        store = self.cephx(credential.spec)
         found = store.get_entity(target.entity)
         if found is None or found.pending_key is None:
             return outcome  # committed already (by a consumer's first use, or by us)

@@ -70,7 +70,7 @@ class CephxCleanup:
         self,
         credentials: CredentialRepository,
         events: EventRecorder,
-        cephx: Callable[[], CephxStore],
+        cephx: Callable[[CredentialSpec], CephxStore],
         jitter: Callable[[], float],
     ) -> None:
         self.credentials = credentials
@@ -119,7 +119,7 @@ class CephxCleanup:
         return Finalized(True, message)
 
     def _remove(self, credential: CredentialObject, removed: list[str]) -> Finalized | None:
-        store = self.cephx()
+        store = self.cephx(credential.spec)
         present = [name for name in entities_of(credential) if store.get_entity(name)]
         for name in present:
             holding = store.sessions(name)

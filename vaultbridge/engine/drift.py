@@ -10,13 +10,15 @@ here: the poller, the audit-device receiver, the Agent watcher and the webhook f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vaultbridge.engine.annotations import VERSION_ANNOTATION
 from vaultbridge.engine.ceph_view import CephView
 from vaultbridge.engine.lifecycle import Kinds
-from vaultbridge.model.errors import PreconditionError
+from vaultbridge.engine.ports import CephClusters
+from vaultbridge.model.cluster import ClusterRef, cluster_key
+from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.sensitive import fingerprint
 from vaultbridge.model.spec import CredentialRef, CredentialSpec
 from vaultbridge.model.status import READY, Status
@@ -98,6 +100,9 @@ class Sweep:
     checked: int = 0
     listings: int = 0
     refused: tuple[str, ...] = ()
+    # clusters whose listing or connection failed: their credentials are looked at next time,
+    # the other clusters' are swept as usual (cluster key -> what failed)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def sweep(kinds: Kinds, view: CephView, items: Iterable[Observed]) -> Sweep:
@@ -109,3 +114,40 @@ def sweep(kinds: Kinds, view: CephView, items: Iterable[Observed]) -> Sweep:
             result.due.append((item.ref, why))
     result.listings, result.refused = view.listings, tuple(sorted(view.refused))
     return result
+
+
+def sweep_clusters(kinds: Kinds, clusters: CephClusters, items: Sequence[Observed]) -> Sweep:
+    """:func:`sweep` per cluster (the listings of one cluster never answer for another). A
+    cluster that cannot be reached is recorded and skipped; when every cluster failed, the
+    first failure is raised (the caller retries the whole sweep)."""
+    groups: dict[str, list[Observed]] = {}
+    refs: dict[str, ClusterRef | None] = {}
+    for item in items:
+        ref = item.spec.cluster if item.spec is not None else None
+        if item.status.rotation is not None and item.status.rotation.cluster is not None:
+            ref = ClusterRef.from_key(item.status.rotation.cluster)
+        key = cluster_key(ref)
+        groups.setdefault(key, []).append(item)
+        refs[key] = ref
+    total = Sweep()
+    first: BackendError | PreconditionError | None = None
+    refused: set[str] = set()
+    for key, group in groups.items():
+        try:
+            cluster = clusters.cluster(refs[key])
+            view = CephView(
+                cluster.ceph, cluster.cephx, cluster.listing, key_prefix=key_prefix(group)
+            )
+            found = sweep(kinds, view, group)
+        except (BackendError, PreconditionError) as exc:
+            first = first or exc
+            total.failed[key] = f"{exc.reason}: {exc}"
+            continue
+        total.due += found.due
+        total.checked += found.checked
+        total.listings += found.listings
+        refused.update(found.refused)
+    total.refused = tuple(sorted(refused))
+    if first is not None and len(total.failed) == len(groups):
+        raise first
+    return total

@@ -21,14 +21,15 @@ from datetime import UTC, datetime, timedelta
 from vaultbridge.engine.access import Access
 from vaultbridge.engine.actions import RotationActions
 from vaultbridge.engine.annotations import ROTATION_ANNOTATION, VERSION_ANNOTATION
-from vaultbridge.engine.ceph_view import CephView
 from vaultbridge.engine.cephx_lifecycle import CephxLifecycle
+from vaultbridge.engine.clusters import FixedCluster, OneCluster
 from vaultbridge.engine.deletion import CephxCleanup
 from vaultbridge.engine.desired import Desired
-from vaultbridge.engine.drift import Observed, Sweep, key_prefix, sweep
+from vaultbridge.engine.drift import Observed, Sweep, sweep_clusters
 from vaultbridge.engine.lifecycle import Kinds, config_key_lifecycle, config_lifecycle
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.engine.ports import (
+    CephClusters,
     CephListing,
     CephStore,
     CephxStore,
@@ -86,10 +87,12 @@ class Engine:
         may_act: Callable[[], bool] = always,
         workloads: WorkloadStore | None = None,
         listing: CephListing | None = None,
+        clusters: CephClusters | None = None,
     ) -> None:
         self.credentials, self.secrets, self.events = credentials, secrets, events
-        self.vault, self.ceph, self.cephx = vault, ceph, cephx
-        self.listing = listing
+        self.vault = vault
+        self.ceph, self.cephx, self.listing = ceph, cephx, listing  # the default cluster's
+        self.clusters = clusters or OneCluster(FixedCluster(ceph, cephx, listing))
         self.runtime = Runtime(
             holder or default_holder(), takeover_after, clock, jitter, observer, may_act
         )
@@ -100,17 +103,21 @@ class Engine:
         )
         self.kinds = Kinds(
             {
-                "config": config_lifecycle(ceph),
-                "configKey": config_key_lifecycle(ceph),
+                "config": config_lifecycle(self.clusters),
+                "configKey": config_key_lifecycle(self.clusters),
                 "cephx": cephx_lifecycle,
             }
         )
         self.desired = Desired(self.access, self._vault, self.kinds, self.reporter)
         self.preimages = PreimageStore(secrets, self.access.secret, self.access.wrote_secret)
-        actions = RotationActions(self.access, vault, self.preimages, self.reporter, self.runtime)
+        actions = RotationActions(
+            self.access, vault, self.preimages, self.reporter, self.runtime, clusters=self.clusters
+        )
         self.runner = Runner(self.access, actions, self.kinds, self.reporter, self.runtime)
         self.cleanup = CephxCleanup(credentials, events, self._cephx, jitter)
-        self.starter = Starter(self.access, self.desired, self.runner, self.kinds, self.cleanup)
+        self.starter = Starter(
+            self.access, self.desired, self.runner, self.kinds, self.cleanup, clusters=self.clusters
+        )
         self.rollouts = Rollouts(workloads, self.reporter)
 
     @property
@@ -134,12 +141,13 @@ class Engine:
             )
         return self.vault
 
-    def _cephx(self) -> CephxStore:
-        if self.cephx is None:
+    def _cephx(self, spec: CredentialSpec) -> CephxStore:
+        cephx = self.clusters.cluster(spec.cluster).cephx
+        if cephx is None:
             raise PreconditionError(
                 "CephNotConfigured", "cephx targets need a Ceph connection (VAULTBRIDGE_CEPH__*)"
             )
-        return self.cephx
+        return cephx
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -208,8 +216,7 @@ class Engine:
     def drift(self, items: Sequence[Observed]) -> Sweep:
         """Which of ``items`` (the CRs as the watches hold them) need a reconcile: one listing
         of Ceph per target kind for all of them, no other request (``engine/drift.py``)."""
-        view = CephView(self.ceph, self.cephx, self.listing, key_prefix=key_prefix(items))
-        return sweep(self.kinds, view, items)
+        return sweep_clusters(self.kinds, self.clusters, items)
 
     def claim_from(self, watched: Callable[[CredentialRef], CredentialObject | None]) -> None:
         """Let a sync claim from ``watched`` (the controller's watch of the CRs) when the engine

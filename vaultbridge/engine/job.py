@@ -35,6 +35,9 @@ class Job:
     # what the observer is told, held back until a rotation from a copy has claimed: a stale
     # copy's attempt changes nothing and is retried from a fresh read, which reports its own
     unconfirmed: list[tuple[str, str]] = field(default_factory=list)
+    # the cluster the rotation is pinned to (its key; None: the default) and its fsid then
+    cluster: str | None = None
+    fsid: str | None = None
 
 
 class StaleCopyError(Exception):

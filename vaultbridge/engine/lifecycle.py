@@ -16,7 +16,7 @@ from typing import Protocol
 from vaultbridge.engine.ceph_view import CephView
 from vaultbridge.engine.job import Job
 from vaultbridge.engine.outcome import Outcome
-from vaultbridge.engine.ports import CephStore, CredentialObject, VaultStore
+from vaultbridge.engine.ports import CephClusters, CephStore, CredentialObject, VaultStore
 from vaultbridge.engine.runtime import Retention
 from vaultbridge.engine.targets import ConfigDriver, ConfigKeyDriver, TargetDriver
 from vaultbridge.model.sensitive import Sensitive
@@ -88,9 +88,9 @@ class PlainLifecycle:
     claims_from_copy = True
 
     def __init__(
-        self, ceph: CephStore, driver: Callable[[CredentialSpec, CephStore], TargetDriver]
+        self, clusters: CephClusters, driver: Callable[[CredentialSpec, CephStore], TargetDriver]
     ) -> None:
-        self.ceph = ceph
+        self.clusters = clusters
         self._driver = driver
 
     def driver(
@@ -101,7 +101,7 @@ class PlainLifecycle:
         *,
         entity: str | None = None,
     ) -> TargetDriver:
-        return self._driver(spec, self.ceph)
+        return self._driver(spec, self.clusters.cluster(spec.cluster).ceph)
 
     def driver_on(
         self, view: CephView, spec: CredentialSpec, status: Status, version: int | None
@@ -141,12 +141,12 @@ class PlainLifecycle:
         return Outcome(credential.ref, "unchanged", status.current_version, "nothing to retire")
 
 
-def config_lifecycle(ceph: CephStore) -> PlainLifecycle:
-    return PlainLifecycle(ceph, ConfigDriver)
+def config_lifecycle(clusters: CephClusters) -> PlainLifecycle:
+    return PlainLifecycle(clusters, ConfigDriver)
 
 
-def config_key_lifecycle(ceph: CephStore) -> PlainLifecycle:
-    return PlainLifecycle(ceph, ConfigKeyDriver)
+def config_key_lifecycle(clusters: CephClusters) -> PlainLifecycle:
+    return PlainLifecycle(clusters, ConfigKeyDriver)
 
 
 class Kinds:

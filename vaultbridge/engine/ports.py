@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from vaultbridge.model.ceph_release import MonRelease
+from vaultbridge.model.cluster import ClusterRef
 from vaultbridge.model.sensitive import Sensitive
 from vaultbridge.model.spec import CredentialRef, CredentialSpec, DeletionPolicy
 from vaultbridge.model.status import Status
@@ -242,3 +243,34 @@ class CephxStore(Protocol):
     def commit_pending(self, entity: str) -> None: ...
 
     def clear_pending(self, entity: str) -> None: ...
+
+
+class CephCluster(Protocol):
+    """One Ceph cluster's stores, as a credential's ``spec.cluster`` names it."""
+
+    @property
+    def name(self) -> str:
+        """Its key (``model/cluster.py``): the journal, status and metrics name it so."""
+        ...
+
+    @property
+    def ceph(self) -> CephStore: ...
+
+    @property
+    def cephx(self) -> CephxStore | None: ...
+
+    @property
+    def listing(self) -> CephListing | None: ...
+
+    def fsid(self) -> str | None:
+        """The fsid its mons answer with (None: not known, e.g. the in-memory cluster)."""
+        ...
+
+
+class CephClusters(Protocol):
+    """Every cluster the credentials name, found by their ``spec.cluster``."""
+
+    def cluster(self, ref: ClusterRef | None) -> CephCluster:
+        """The cluster's connection (None: the default). A PreconditionError (the objects it
+        is read from are missing or malformed, naming them) or a BackendError otherwise."""
+        ...

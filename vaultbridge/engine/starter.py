@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 
 from vaultbridge import rotation
 from vaultbridge.engine.access import Access
+from vaultbridge.engine.clusters import moved_mid_rotation, spec_in_journaled_cluster
 from vaultbridge.engine.deletion import CephxCleanup
 from vaultbridge.engine.desired import Desired
 from vaultbridge.engine.job import Job, StaleCopyError
@@ -15,7 +17,7 @@ from vaultbridge.engine.labels import repair_labels
 from vaultbridge.engine.lifecycle import Kinds
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.engine.plan import plan
-from vaultbridge.engine.ports import CredentialObject
+from vaultbridge.engine.ports import CephClusters, CredentialObject
 from vaultbridge.engine.runner import Runner
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.spec import CredentialRef
@@ -31,7 +33,10 @@ class Starter:
         runner: Runner,
         kinds: Kinds,
         cleanup: CephxCleanup,
+        *,
+        clusters: CephClusters,
     ) -> None:
+        self.clusters = clusters
         self.access = access
         self.desired = desired
         self.runner = runner
@@ -87,6 +92,12 @@ class Starter:
         """Continue the journaled rotation of ``credential`` after a restart."""
         journal = credential.status.rotation
         assert journal is not None
+        deferred = moved_mid_rotation(credential.spec, journal)
+        if deferred is not None:
+            self.runner.reporter.event(credential, "Warning", "ClusterMoveDeferred", deferred)
+            credential = replace(
+                credential, spec=spec_in_journaled_cluster(credential.spec, journal)
+            )
         try:
             job = self.desired.job(credential, journal.version)
         except (BackendError, PreconditionError) as exc:
@@ -98,6 +109,7 @@ class Starter:
                 "%s: resuming rotation %s without its data: %s", credential.ref, journal.id, exc
             )
         job.rotation_id = journal.id
+        job.fsid = journal.fsid
         job.stash = "unknown"
         job.current_before = credential.status.current_version
         job.previous_before = credential.status.previous_version
@@ -138,8 +150,13 @@ class Starter:
             job.driver.check_new()
         except (BackendError, PreconditionError) as exc:
             return self.runner.blocked(credential, exc)
-        self._begin(job, credential)
-        start = rotation.Start(job.rotation_id, version, job.driver.journal_entity)
+        try:
+            self._begin(job, credential)
+        except (BackendError, PreconditionError) as exc:
+            return self.runner.blocked(credential, exc)
+        start = rotation.Start(
+            job.rotation_id, version, job.driver.journal_entity, job.cluster, job.fsid
+        )
         outcome = self.runner.drive(job, credential.status, start)
         if outcome.result == "promoted":
             lifecycle.promoted(job, credential.status, outcome)
@@ -180,10 +197,15 @@ class Starter:
                 reads.secrets.pop(key, None)
             return None  # the fresh read decides, and reports it
         job.from_copy = True
-        self._begin(job, copy)
+        try:
+            self._begin(job, copy)
+        except (BackendError, PreconditionError):
+            return None  # the fresh read decides, and reports it
         try:
             return self.runner.drive(
-                job, copy.status, rotation.Start(job.rotation_id, version, None)
+                job,
+                copy.status,
+                rotation.Start(job.rotation_id, version, None, job.cluster, job.fsid),
             )
         except StaleCopyError:
             self.access.copies.pop(copy.ref, None)
@@ -192,8 +214,11 @@ class Starter:
                 reads.secrets.pop(key, None)
             return None
 
-    @staticmethod
-    def _begin(job: Job, credential: CredentialObject) -> None:
+    def _begin(self, job: Job, credential: CredentialObject) -> None:
+        """A new rotation's id, and the cluster (and its fsid) it is pinned to."""
+        ref = job.spec.cluster
+        job.cluster = None if ref is None else ref.key
+        job.fsid = self.clusters.cluster(ref).fsid()
         job.rotation_id = uuid.uuid4().hex[:12]
         job.current_before = credential.status.current_version
         job.previous_before = credential.status.previous_version

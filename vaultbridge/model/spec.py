@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Final, Literal
 
+from vaultbridge.model.cluster import ClusterRef
 from vaultbridge.model.sensitive import Sensitive
 
 CredentialValues = Mapping[str, Sensitive]
@@ -188,6 +189,7 @@ class CredentialSpec:
     suspend: bool = False
     history_limit: int = 10
     rollout_restart_targets: tuple[RolloutTarget, ...] = ()
+    cluster: ClusterRef | None = None  # None: the default cluster (VAULTBRIDGE_CEPH__*)
 
 
 def secret_data_keys(spec: CredentialSpec) -> tuple[str, ...]:

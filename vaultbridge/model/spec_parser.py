@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Final, Literal
 
+from vaultbridge.model.cluster import ROOK_ENDPOINTS, ClusterRef
 from vaultbridge.model.spec import (
     CAP_SERVICES,
     DEFAULT_FIELD,
@@ -77,6 +78,7 @@ class SpecParser:
                 "user's own data, and is always retained",
             )
         rollouts = self.rollout_targets(obj.get("rolloutRestartTargets"))
+        cluster = self.cluster(obj.get("cluster"))
         if self.problems or secret is None or target is None:
             raise SpecError(tuple(self.problems))
         return CredentialSpec(
@@ -89,6 +91,7 @@ class SpecParser:
             suspend=suspend,
             history_limit=history_limit,
             rollout_restart_targets=rollouts,
+            cluster=cluster,
         )
 
     # -- building blocks -------------------------------------------------------------------
@@ -208,6 +211,38 @@ class SpecParser:
             return None
         return SecretSpec(
             name=name, key=key, extra_owners=owners, adopt=adopt, deletion_policy=policy
+        )
+
+    def cluster(self, value: Any) -> ClusterRef | None:
+        cluster = self.mapping(value, "spec.cluster", required=False)
+        if cluster is None:
+            return None
+        forms = [form for form in ("rook", "external") if form in cluster]
+        if len(forms) != 1:
+            self.problem("spec.cluster", "must name exactly one of rook or external")
+            return None
+        form = forms[0]
+        path = f"spec.cluster.{form}"
+        body = self.mapping(cluster[form], path, required=True)
+        if body is None:
+            return None
+        hint = "is not a valid object name (lowercase RFC 1123 subdomain)"
+
+        def name(key: str, default: str | None = None) -> str | None:
+            return self.string(
+                body, key, f"{path}.{key}", default=default, pattern=_K8S_NAME_RE, pattern_hint=hint
+            )
+
+        namespace = name("namespace")
+        secret = name("secret")
+        config_map = name("endpoints", ROOK_ENDPOINTS) if form == "rook" else name("configMap")
+        if namespace is None or secret is None or config_map is None:
+            return None
+        return ClusterRef(
+            "rook" if form == "rook" else "external",
+            sys.intern(namespace),
+            sys.intern(config_map),
+            sys.intern(secret),
         )
 
     def deletion_policy(

@@ -127,6 +127,10 @@ class Journal:
     transient: bool = True
     holder: str | None = None
     heartbeat: datetime | None = None
+    # the cluster the rotation runs in (its key; None: the default) and that cluster's fsid
+    # when it started: every step checks it still talks to that cluster
+    cluster: str | None = None
+    fsid: str | None = None
 
     def held_by(self, holder: str | None, now: datetime) -> Journal:
         """The journal as ``holder`` writes it at ``now``."""
@@ -285,7 +289,7 @@ def _format_optional(moment: datetime | None) -> str | None:
 
 
 def _journal_to_dict(journal: Journal) -> dict[str, Any]:
-    return {
+    body = {
         "id": journal.id,
         "version": journal.version,
         "step": str(journal.step),
@@ -298,6 +302,11 @@ def _journal_to_dict(journal: Journal) -> dict[str, Any]:
         "holder": journal.holder,
         "heartbeatAt": _format_optional(journal.heartbeat),
     }
+    if journal.cluster is not None:
+        body["cluster"] = journal.cluster
+    if journal.fsid is not None:
+        body["fsid"] = journal.fsid
+    return body
 
 
 def _refuse_sensitive(value: object, path: str) -> None:
@@ -428,6 +437,8 @@ def _journal_from(reader: _Reader | None) -> Journal | None:
         transient=reader.optional_bool("transient", True),
         holder=reader.optional_str("holder"),
         heartbeat=reader.optional_time("heartbeatAt"),
+        cluster=reader.optional_str("cluster"),
+        fsid=reader.optional_str("fsid"),
     )
 
 

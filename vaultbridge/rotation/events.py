@@ -29,6 +29,8 @@ class Start:
     rotation_id: str
     version: int
     entity: str | None = None
+    cluster: str | None = None  # the cluster's key (None: the default) and its fsid
+    fsid: str | None = None
 
 
 @dataclass(frozen=True)

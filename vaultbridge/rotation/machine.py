@@ -125,6 +125,8 @@ def _start(status: Status, event: Start, ctx: Context) -> tuple[Status, tuple[Ef
         entity=event.entity,
         holder=ctx.holder,
         heartbeat=ctx.now,
+        cluster=event.cluster,
+        fsid=event.fsid,
     )
     new = _touch(
         replace(status, phase=Phase.PENDING, rotation=journal, pending_version=event.version),
