@@ -10,14 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from vaultbridge.adapters import (
-    CephListings,
-    CephMon,
-    CephxMon,
     KubeCredentials,
     KubeEvents,
     KubeSecrets,
     VaultKv,
 )
+from vaultbridge.adapters.clusters import ClusterRegistry, DefaultCluster
 from vaultbridge.adapters.kube import credential_from
 from vaultbridge.ceph import (
     CephConnection,
@@ -30,9 +28,11 @@ from vaultbridge.kube import (
     CredentialRotationClient,
     EventRecorder,
     KubeClient,
+    NamedObjects,
     SecretSink,
     WorkloadClient,
 )
+from vaultbridge.model.cluster import DEFAULT_CLUSTER
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.spec import (
     CredentialRef,
@@ -63,6 +63,7 @@ class App:
     vault: VaultClient | None = None
     ceph: CephConnection | None = None
     closers: list[Any] = field(default_factory=list)
+    clusters: ClusterRegistry | None = None
     # the resourceVersion of the engine's own last write of each Secret (namespace, name)
     own_writes: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
@@ -183,6 +184,22 @@ def build(
     def counted(port: _Port, backend: str) -> _Port:
         return port if metrics is None else counting(port, backend, metrics, BackendError)
 
+    def counted_cluster(port: _Port, cluster: str) -> _Port:
+        if metrics is None:
+            return port
+        backend = "ceph" if cluster == DEFAULT_CLUSTER else ""  # readiness: the default only
+        wrapped: _Port = counting(port, backend, metrics, BackendError, cluster=cluster)
+        return wrapped
+
+    default = DefaultCluster(ceph_conn, counted_cluster) if ceph_conn else None
+    clusters = ClusterRegistry(
+        default,
+        NamedObjects(kube) if ceph else None,
+        timeout=settings.ceph.timeout,
+        limit=settings.ceph.max_clusters,
+        wrap=counted_cluster,
+    )
+
     events = KubeEvents(EventRecorder(kube))
     secrets = KubeSecrets(SecretSink(kube))
     engine = Engine(
@@ -190,18 +207,29 @@ def build(
         counted(secrets, "kubernetes"),
         counted(events, "kubernetes"),
         counted(VaultKv(KvV2Source(vault_client)), "vault") if vault_client else None,
-        counted(CephMon(ceph_conn), "ceph") if ceph_conn else _NoCeph(),
+        default.ceph if default else _NoCeph(),
         observer=observer,
-        cephx=CephxMon(ceph_conn) if ceph_conn else None,
+        cephx=default.cephx if default else None,
         holder=identity,
         takeover_after=timedelta(seconds=settings.rotation.takeover_after),
         may_act=may_act,
         workloads=counted(WorkloadClient(kube), "kubernetes"),
-        listing=counted(CephListings(ceph_conn), "ceph") if ceph_conn else None,
+        listing=default.listing if default else None,
+        clusters=clusters,
     )
-    app = App(settings, kube, crs, engine, vault_client, ceph_conn, own_writes=secrets.written)
+    app = App(
+        settings,
+        kube,
+        crs,
+        engine,
+        vault_client,
+        ceph_conn,
+        own_writes=secrets.written,
+        clusters=clusters,
+    )
     for closer in (
         events.flush,
+        clusters.close,
         getattr(ceph_conn, "close", None),
         getattr(vault_client, "close", None),
         kube.close,

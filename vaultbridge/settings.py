@@ -81,6 +81,11 @@ class CephSettings(BaseModel):
     user: str = "client.admin"
     keyring: Path | None = None
     timeout: float = Field(default=5.0, gt=0)
+    # clusters named by spec.cluster (besides this default one) with a connection open at once
+    max_clusters: int = Field(default=16, ge=1, le=256)
+    # reconciles at once in one cluster when credentials name more than one (0: half the
+    # controller's workers, at least 1), so one cluster that hangs cannot take every worker
+    max_in_flight_per_cluster: int = Field(default=0, ge=0, le=64)
 
     @field_validator("user")
     @classmethod

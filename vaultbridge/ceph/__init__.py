@@ -21,6 +21,7 @@ from vaultbridge.ceph.configkey import ConfigKeyStore
 from vaultbridge.ceph.connection import CephConnection
 from vaultbridge.ceph.errors import (
     CephError,
+    CephIdentityMismatch,
     CephPermissionDenied,
     CephRejected,
     CephUnavailable,
@@ -30,6 +31,7 @@ from vaultbridge.ceph.release import read_mon_release
 __all__ = [
     "CephConnection",
     "CephError",
+    "CephIdentityMismatch",
     "CephPermissionDenied",
     "CephRejected",
     "CephUnavailable",

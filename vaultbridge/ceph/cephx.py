@@ -287,16 +287,14 @@ class CephxAuth:
         :class:`CephRejected` when the refused probe is allowed or the key is malformed.
         """
         self._check_key(f"verify {name}", key)
-        fresh = CephConnection(
-            self.conn.conf, name, keyring="", timeout=self.conn.timeout, key=key, quiet=True
-        )
+        fresh = self.conn.sibling(name, key)
         try:
             try:
                 fresh.connect()
             except CephPermissionDenied as exc:
                 raise CephPermissionDenied(
                     f"verify {name}: authentication with the given key was refused by the mons"
-                    f" ({self.conn.conf})",
+                    f" ({self.conn.label or self.conn.conf})",
                     errno=exc.errno,
                 ) from exc
             allowed = str(probe_allowed.get("prefix"))

@@ -27,6 +27,7 @@ import rados
 
 from vaultbridge.ceph.errors import (
     CephError,
+    CephIdentityMismatch,
     CephPermissionDenied,
     CephRejected,
     CephUnavailable,
@@ -68,29 +69,41 @@ class CephConnection:
     ``keyring`` is a keyring file path (``None``: whatever ``conf`` says). ``key`` (a
     :class:`Sensitive` cephx key) authenticates with that key instead, passed to librados as the
     in-process conf option ``key`` -- never on a command line or in a file.
+
+    ``conf`` None reads no file: ``options`` (``mon_host`` among them) say everything, as for
+    a cluster read from Kubernetes objects; ``label`` then names it in errors. With
+    ``expect_fsid``, a connection whose mons answer with another fsid is refused
+    (:class:`CephIdentityMismatch`) before any command is sent.
     """
 
     def __init__(
         self,
-        conf: str,
+        conf: str | None,
         user: str,
         keyring: str | None = None,
         timeout: float = 5.0,
         *,
         key: Sensitive | None = None,
         quiet: bool = False,
+        options: Mapping[str, str] | None = None,
+        label: str | None = None,
+        expect_fsid: str | None = None,
     ) -> None:
         if "." not in user.strip("."):
             raise CephRejected(f"ceph user {user!r} must be a full entity name like client.admin")
-        self.conf = str(conf)
+        self.conf = None if conf is None else str(conf)
         self.user = user
         self.keyring = keyring
         self.timeout = float(timeout)
         self._key = key
         self._quiet = quiet
+        self.options = dict(options or {})
+        self.label = label
+        self.expect_fsid = expect_fsid
         self._lock = threading.Lock()
         self._handle: rados.Rados | None = None
         self._worker: _Worker | None = None
+        self._fsid: str | None = None  # what the current handle's mons answered with
         self.connections = 0  # handles connected so far: what is read once per connection
 
     # ------------------------------------------------------------------ plumbing
@@ -105,7 +118,7 @@ class CephConnection:
 
     @property
     def where(self) -> str:
-        return f"{self.user} via {self.conf}"
+        return f"{self.user} via {self.label or self.conf}"
 
     def _rados_conf(self) -> dict[str, str]:
         seconds = str(max(1, round(self.timeout)))
@@ -114,8 +127,11 @@ class CephConnection:
             "rados_mon_op_timeout": seconds,
             "rados_osd_op_timeout": seconds,
         }
+        conf.update(self.options)
         if self.keyring is not None:
             conf["keyring"] = self.keyring
+        elif self.conf is None:  # no file, no default keyring search: only the key given
+            conf["keyring"] = ""
         if self._quiet:
             conf["log_to_file"] = "false"
             conf["err_to_stderr"] = "false"
@@ -162,7 +178,23 @@ class CephConnection:
         except rados.Error as exc:
             self._handle = None
             _shutdown_quietly(handle)
-            raise _translate(exc, f"connect as {self.user}", self.conf) from exc
+            raise _translate(exc, f"connect as {self.user}", self.label or str(self.conf)) from exc
+        try:
+            fsid = str(self._in_worker(handle.get_fsid, "get fsid", deadline))
+        except CephError:
+            raise
+        except rados.Error as exc:
+            self._handle = None
+            _shutdown_quietly(handle)
+            raise _translate(exc, "get fsid", self.where) from exc
+        if self.expect_fsid is not None and fsid != self.expect_fsid:
+            self._handle = None
+            _shutdown_quietly(handle)
+            raise CephIdentityMismatch(
+                f"connect: the mons answer as fsid {fsid}, but {self.label or self.conf} names "
+                f"fsid {self.expect_fsid}; nothing was sent ({self.where})"
+            )
+        self._fsid = fsid
         self.connections += 1
         return handle
 
@@ -171,6 +203,46 @@ class CephConnection:
         """Connect now (otherwise the first command does). Raises a :class:`CephError`."""
         with self._lock:
             self._connect(time.monotonic() + self.timeout)
+
+    def fsid(self) -> str:
+        """The fsid the mons answer with (connects first if need be)."""
+        with self._lock:
+            self._connect(time.monotonic() + self.timeout)
+            assert self._fsid is not None
+            return self._fsid
+
+    def sibling(self, user: str, key: Sensitive) -> CephConnection:
+        """A new connection to the same mons as ``user`` with ``key`` only (no keyring)."""
+        with self._lock:
+            options, expect = dict(self.options), self.expect_fsid
+        return CephConnection(
+            self.conf,
+            user,
+            keyring="",
+            timeout=self.timeout,
+            key=key,
+            quiet=True,
+            options=options,
+            label=self.label,
+            expect_fsid=expect,
+        )
+
+    def retarget(
+        self,
+        options: Mapping[str, str],
+        *,
+        key: Sensitive | None,
+        user: str,
+        expect_fsid: str | None,
+    ) -> None:
+        """Connect with these from the next command on (the mons moved, or the key or user
+        changed). A command in progress finishes on the old handle first."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+            self.options, self._key, self.user = dict(options), key, user
+            self.expect_fsid, self._fsid = expect_fsid, None
+        if handle is not None:
+            _shutdown_quietly(handle)
 
     def mon_command(
         self,

@@ -14,6 +14,7 @@ from vaultbridge.model.errors import BackendError
 
 __all__ = [
     "CephError",
+    "CephIdentityMismatch",
     "CephPermissionDenied",
     "CephRejected",
     "CephUnavailable",
@@ -48,6 +49,10 @@ class CephRejected(CephError):  # noqa: N818 - public name
 
 class CephPermissionDenied(CephError):  # noqa: N818 - public name
     """Authentication failed or the caps do not allow the command (EACCES, EPERM)."""
+
+
+class CephIdentityMismatch(CephRejected):
+    """The mons answered with another fsid than the cluster's objects name: nothing is sent."""
 
 
 _TRANSIENT = frozenset(

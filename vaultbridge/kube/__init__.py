@@ -41,6 +41,7 @@ from vaultbridge.kube.errors import (
 )
 from vaultbridge.kube.events import EventRecorder, ObjectRef
 from vaultbridge.kube.lease import LeaderElector
+from vaultbridge.kube.named import NamedObjects
 from vaultbridge.kube.secret_bodies import (
     EXTRA_OWNERS_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -87,6 +88,7 @@ __all__ = [
     "LeaderElector",
     "ListSnapshot",
     "ManagedSecretWatch",
+    "NamedObjects",
     "ObjectRef",
     "OwnedSecret",
     "OwnerInfo",

@@ -146,6 +146,7 @@ class Metrics:
             registry=r,
         )
         self._sweep_and_push_metrics(r)
+        self._cluster_metrics(r)
         self.schedule_errors = Counter(
             "vaultbridge_schedule_invalid_total",
             "Credentials whose spec.schedule could not be parsed",
@@ -200,6 +201,67 @@ class Metrics:
             registry=r,
         )
 
+    def _cluster_metrics(self, r: CollectorRegistry) -> None:
+        """Per Ceph cluster (``spec.cluster``; ``default`` for the settings' cluster)."""
+        self.cluster_requests = Counter(
+            "vaultbridge_ceph_cluster_requests_total",
+            "Requests to a Ceph cluster's mons",
+            ["cluster"],
+            registry=r,
+        )
+        self.cluster_errors = Counter(
+            "vaultbridge_ceph_cluster_errors_total",
+            "Failed requests to a Ceph cluster's mons (unreachable, timed out, refused login)",
+            ["cluster"],
+            registry=r,
+        )
+        self.cluster_in_flight = Gauge(
+            "vaultbridge_ceph_cluster_in_flight",
+            "Reconciles running now in a Ceph cluster (capped by ceph.max_in_flight_per_cluster)",
+            ["cluster"],
+            registry=r,
+        )
+        self.cluster_deferred = Counter(
+            "vaultbridge_ceph_cluster_deferred_total",
+            "Work items put back because their cluster was at its concurrency cap",
+            ["cluster"],
+            registry=r,
+        )
+        self.cluster_rotations = Counter(
+            "vaultbridge_ceph_cluster_rotations_total",
+            "Reconciles and rotations by cluster and result",
+            ["cluster", "result"],
+            registry=r,
+        )
+        self.cluster_down = Gauge(
+            "vaultbridge_ceph_cluster_down",
+            "1 while work of this cluster is held because its mons are unavailable",
+            ["cluster"],
+            registry=r,
+        )
+        self.mon_moves = Counter(
+            "vaultbridge_ceph_mon_moves_total",
+            "Times a cluster's mon endpoints changed and its connection followed them",
+            ["cluster"],
+            registry=r,
+        )
+        self.cluster_problems = Gauge(
+            "vaultbridge_ceph_cluster_config_invalid",
+            "1 while the objects a cluster's connection is read from are missing or malformed",
+            ["cluster"],
+            registry=r,
+        )
+        self.clusters_connected = Gauge(
+            "vaultbridge_ceph_clusters",
+            "Ceph clusters with a connection open (the default one included)",
+            registry=r,
+        )
+
+    def cluster_call(self, cluster: str, ok: bool) -> None:
+        self.cluster_requests.labels(cluster).inc()
+        if not ok:
+            self.cluster_errors.labels(cluster).inc()
+
     def track_credentials(self, samples: Callable[[], Iterable[CredentialSample]]) -> None:
         self.registry.register(_CredentialCollector(samples))
 
@@ -237,37 +299,60 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def counting(target: Any, backend: str, metrics: Metrics, failure: type[BaseException]) -> Any:
-    """A proxy of ``target`` whose method calls count as requests to ``backend``.
+def counting(
+    target: Any,
+    backend: str,
+    metrics: Metrics,
+    failure: type[BaseException],
+    *,
+    cluster: str | None = None,
+) -> Any:
+    """A proxy of ``target`` whose method calls count as requests to ``backend`` (and to
+    Ceph cluster ``cluster``; with ``backend`` "", only to the cluster).
 
     A call raising ``failure`` counts as an error when the error is transient (unreachable,
     timed out) or makes the backend unusable (our login refused); a "not found" answer is still
     a reachable backend.
     """
-    return _Counting(target, backend, metrics, failure)
+    return _Counting(target, backend, metrics, failure, cluster)
 
 
 class _Counting:
-    def __init__(self, target: Any, backend: str, metrics: Metrics, failure: type[BaseException]):
+    def __init__(
+        self,
+        target: Any,
+        backend: str,
+        metrics: Metrics,
+        failure: type[BaseException],
+        cluster: str | None,
+    ):
         self._target = target
         self._backend = backend
         self._metrics = metrics
         self._failure = failure
+        self._cluster = cluster
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
         if not callable(attr) or name.startswith("_"):
             return attr
         backend, metrics, failure = self._backend, self._metrics, self._failure
+        cluster = self._cluster
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
                 result = attr(*args, **kwargs)
             except failure as exc:
                 usable = not getattr(exc, "transient", True) and not getattr(exc, "unusable", False)
-                metrics.backend_call(backend, usable, str(exc))
+                if backend:
+                    metrics.backend_call(backend, usable, str(exc))
+                if cluster is not None:
+                    metrics.cluster_call(cluster, usable)
                 raise
-            metrics.backend_call(backend, True)
+            if backend:
+                metrics.backend_call(backend, True)
+            if cluster is not None:
+                metrics.cluster_call(cluster, True)
             return result
 
         return call
