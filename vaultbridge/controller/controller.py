@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from vaultbridge.adapters.clusters import ClusterRegistry
 from vaultbridge.app import App, build
 from vaultbridge.controller import memory
+from vaultbridge.controller.clusters import ClusterFollower
 from vaultbridge.controller.http import routes
 from vaultbridge.controller.index import CredentialIndex
 from vaultbridge.controller.leadership import Leadership
@@ -21,7 +23,7 @@ from vaultbridge.controller.triggers import Triggers
 from vaultbridge.controller.watches import SecretKey, Watches
 from vaultbridge.controller.work import Workers
 from vaultbridge.engine.engine import Engine, default_holder
-from vaultbridge.kube import CredentialRotationClient, KubeClient, LeaderElector
+from vaultbridge.kube import CredentialRotationClient, KubeClient, LeaderElector, NamedObjects
 from vaultbridge.model.spec import CredentialRef
 from vaultbridge.observability.http import HttpServer
 from vaultbridge.observability.metrics import Metrics
@@ -43,6 +45,7 @@ class Controller:
         leadership: Leadership,
         own_writes: Mapping[SecretKey, str],
         close: Callable[[], None] = lambda: None,
+        clusters: ClusterRegistry | None = None,
     ) -> None:
         self.settings, self.engine = settings, engine
         self.metrics, self.leadership = metrics, leadership
@@ -52,8 +55,28 @@ class Controller:
         self.index = CredentialIndex()
         engine.claim_from(self.index.credential)
         self.queue: WorkQueue[CredentialRef] = WorkQueue()
+        workers = settings.controller.max_concurrent_rotations
         self.workers = Workers(
-            engine, self.queue, metrics, leadership, settings.controller.min_interval
+            engine,
+            self.queue,
+            metrics,
+            leadership,
+            settings.controller.min_interval,
+            cluster_of=self.index.cluster_key_of,
+            cluster_cap=settings.ceph.max_in_flight_per_cluster or max(1, workers // 2),
+        )
+        self.clusters = (
+            None
+            if clusters is None
+            else ClusterFollower(
+                registry=clusters,
+                objects=NamedObjects(kube),
+                index=self.index,
+                workers=self.workers,
+                events=engine.events,
+                metrics=metrics,
+                leadership=leadership,
+            )
         )
         self.triggers = Triggers(
             settings=settings,
@@ -119,6 +142,8 @@ class Controller:
         if self.settings.triggers.poll_interval > 0:
             self._spawn(self.triggers.poll_loop, "vaultbridge-poll", epoch)
         self._spawn(self.sweeper.loop, "vaultbridge-sweep", epoch)
+        if self.clusters is not None:
+            self._spawn(self.clusters.loop, "vaultbridge-clusters", epoch)
 
     def _stop_leading(self, why: str) -> None:
         if not self.leadership.end(why):
@@ -227,4 +252,5 @@ def build_controller(settings: Settings, *, log_level: str | None = None) -> Con
         leadership=leadership,
         own_writes=app.own_writes,
         close=app.close,
+        clusters=app.clusters,
     )

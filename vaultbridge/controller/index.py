@@ -13,6 +13,7 @@ from typing import Any
 from vaultbridge.engine.ports import CredentialObject
 from vaultbridge.engine.preimage import PREIMAGE_SUFFIX
 from vaultbridge.kube import API_VERSION, KIND, OWNER_ANNOTATION, OWNER_UID_ANNOTATION
+from vaultbridge.model.cluster import ClusterRef, cluster_key
 from vaultbridge.model.spec import CredentialRef, CredentialSpec, SpecError, parse_spec
 from vaultbridge.model.status import Status
 from vaultbridge.observability.metrics import CredentialSample
@@ -76,6 +77,20 @@ def entry_from(raw: dict[str, Any]) -> Entry:
     )
 
 
+def cluster_of(entry: Entry | None) -> ClusterRef | None:
+    """The cluster ``entry`` works in: its rotation's while one is in flight (a move waits
+    for it), else its spec's (None: the default cluster)."""
+    if entry is None:
+        return None
+    journal = entry.status.rotation
+    if journal is not None and journal.cluster is not None:
+        try:
+            return ClusterRef.from_key(journal.cluster)
+        except ValueError:
+            pass
+    return None if entry.spec is None else entry.spec.cluster
+
+
 def _source_of(entry: Entry | None) -> str | None:
     """The ``mount/path`` ``entry`` reads from Vault (None: no Vault source, or suspended)."""
     if entry is None or entry.spec is None or entry.spec.source is None or entry.spec.suspend:
@@ -92,7 +107,32 @@ class CredentialIndex:
         # not walk every entry for each
         # a tuple, not a set: nearly every path has one credential (a set costs 216 bytes)
         self._by_source: dict[str, tuple[CredentialRef, ...]] = {}
+        # cluster key -> (its ref, how many entries work in it)
+        self._clusters: dict[str, tuple[ClusterRef | None, int]] = {}
         self._lock = threading.Lock()
+
+    def _count_cluster(self, entry: Entry | None, change: int) -> None:
+        if entry is None:
+            return
+        ref = cluster_of(entry)
+        key = cluster_key(ref)
+        count = self._clusters.get(key, (ref, 0))[1] + change
+        if count > 0:
+            self._clusters[key] = (ref, count)
+        else:
+            self._clusters.pop(key, None)
+
+    def clusters(self) -> dict[str, ClusterRef | None]:
+        """Every cluster some entry works in, by key."""
+        with self._lock:
+            return {key: ref for key, (ref, _) in self._clusters.items()}
+
+    def cluster_key_of(self, ref: CredentialRef) -> str:
+        return cluster_key(cluster_of(self.get(ref)))
+
+    def in_cluster(self, key: str) -> list[Entry]:
+        with self._lock:
+            return [e for e in self._entries.values() if cluster_key(cluster_of(e)) == key]
 
     def _unlink(self, entry: Entry | None) -> None:
         name = _source_of(entry)
@@ -117,6 +157,8 @@ class CredentialIndex:
         with self._lock:
             old = self._entries.get(entry.ref)
             self._unlink(old)
+            self._count_cluster(old, -1)
+            self._count_cluster(entry, +1)
             self._entries[entry.ref] = entry
             name = _source_of(entry)
             if name is not None:
@@ -129,6 +171,7 @@ class CredentialIndex:
         with self._lock:
             old = self._entries.pop(ref, None)
             self._unlink(old)
+            self._count_cluster(old, -1)
             return old
 
     def refs(self) -> list[CredentialRef]:
@@ -143,6 +186,7 @@ class CredentialIndex:
         with self._lock:
             self._entries.clear()
             self._by_source.clear()
+            self._clusters.clear()
 
     def sources(self) -> list[Source[CredentialRef]]:
         """The Vault paths the poller and the Agent watcher follow."""

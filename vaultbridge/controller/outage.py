@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,10 @@ class OutageGate(Generic[K, T]):
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         schedule: Callable[[float, Callable[[], None]], None] | None = None,
+        unavailable: Mapping[str, str] = UNAVAILABLE,
     ) -> None:
         self.key_of, self.requeue, self.threshold = key_of, requeue, threshold
+        self.unavailable = unavailable  # the reasons this gate counts, and their backend
         self.on_change, self.clock, self.jitter = on_change, clock, jitter
         self.schedule = schedule or _timer
         self.down: str | None = None  # the backend the gate is closed for
@@ -84,7 +86,7 @@ class OutageGate(Generic[K, T]):
 
     def result(self, item: T, reason: str | None) -> None:
         """What running ``item`` ended in: ``reason`` of a failure (None: it succeeded)."""
-        backend = UNAVAILABLE.get(reason or "")
+        backend = self.unavailable.get(reason or "")
         key = self.key_of(item)
         release: list[T] = []
         with self._lock:

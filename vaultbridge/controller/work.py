@@ -7,13 +7,15 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 
 from vaultbridge.controller import memory
 from vaultbridge.controller.leadership import Leadership
-from vaultbridge.controller.outage import UNAVAILABLE, OutageGate
+from vaultbridge.controller.outage import OutageGate
 from vaultbridge.engine.engine import Engine, Interrupted
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.kube import KubeNotFound
+from vaultbridge.model.cluster import DEFAULT_CLUSTER
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.spec import CredentialRef
 from vaultbridge.observability.metrics import Metrics
@@ -29,6 +31,7 @@ def _reason(exc: BaseException) -> str:
 
 ROTATING_RESULTS = frozenset({"promoted", "rolled-back", "failed"})
 IN_FLIGHT_RECHECK = 5.0
+CAPPED_PAUSE = 0.5  # seconds before an item of a cluster at its cap is looked at again
 TRIM_AFTER = 200  # items worked since the last trim, before an idle queue trims the heap
 
 
@@ -40,8 +43,18 @@ class Workers:
         metrics: Metrics,
         leadership: Leadership,
         min_interval: float,
+        *,
+        cluster_of: Callable[[CredentialRef], str] = lambda _ref: DEFAULT_CLUSTER,
+        cluster_cap: int = 0,
     ) -> None:
         self.engine = engine
+        self.cluster_of = cluster_of
+        # reconciles at once per cluster while more than one is in use (0: no cap)
+        self.cluster_cap = cluster_cap
+        self.clusters_in_use = 1
+        self._in_cluster: dict[str, int] = {}
+        # the mons of one cluster being down holds that cluster's work only
+        self.cluster_gates: dict[str, OutageGate[CredentialRef, Item[CredentialRef]]] = {}
         self.queue = queue
         self.metrics = metrics
         self.leadership = leadership
@@ -50,7 +63,7 @@ class Workers:
         self.gate: OutageGate[CredentialRef, Item[CredentialRef]] = OutageGate(
             lambda item: item.key, self._requeue, on_change=self._outage
         )
-        metrics.held.set_function(self.gate.holding)
+        metrics.held.set_function(self.holding)
         self._running: dict[CredentialRef, int] = {}
         self._running_lock = threading.Lock()
         self.max_parallel_per_credential = 0
@@ -64,8 +77,37 @@ class Workers:
             self.queue.add(item.key, item.action, item.trigger)
 
     def _outage(self, down: str | None) -> None:
-        for backend in UNAVAILABLE.values():
+        for backend in ("vault", "kubernetes"):
             self.metrics.backend_down.labels(backend).set(1 if backend == down else 0)
+
+    def holding(self) -> int:
+        return self.gate.holding() + sum(g.holding() for g in list(self.cluster_gates.values()))
+
+    def _cluster_gate(self, cluster: str) -> OutageGate[CredentialRef, Item[CredentialRef]]:
+        gate = self.cluster_gates.get(cluster)
+        if gate is None:
+
+            def changed(down: str | None) -> None:
+                self.metrics.cluster_down.labels(cluster).set(0 if down is None else 1)
+                anywhere = any(g.down is not None for g in list(self.cluster_gates.values()))
+                self.metrics.backend_down.labels("ceph").set(1 if anywhere else 0)
+
+            gate = OutageGate(
+                lambda item: item.key,
+                self._requeue,
+                on_change=changed,
+                unavailable={"CephUnavailable": "ceph"},
+            )
+            gate = self.cluster_gates.setdefault(cluster, gate)
+        return gate
+
+    def forget_cluster(self, cluster: str) -> None:
+        """No credential works in ``cluster`` any more: drop its gate (after requeuing what it
+        held) and its gauges."""
+        gate = self.cluster_gates.pop(cluster, None)
+        if gate is not None and gate.held:
+            self._requeue(list(gate.held.values()))
+        self.metrics.cluster_down.labels(cluster).set(0)
 
     def enqueue(self, ref: CredentialRef, trigger: str, action: Action = "reconcile") -> None:
         self.metrics.triggers.labels(trigger).inc()
@@ -95,16 +137,44 @@ class Workers:
             self.queue.done(item.key, not_before)
 
     def _process(self, item: Item[CredentialRef]) -> float | None:
-        if not self.gate.admit(item):
+        cluster = self.cluster_of(item.key)
+        gate = self._cluster_gate(cluster)
+        if not self.gate.admit(item) or not gate.admit(item):
             return None  # a backend is down: held until it answers (controller/outage.py)
+        if not self._enter(cluster):
+            self.metrics.cluster_deferred.labels(cluster).inc()
+            self.queue.add(item.key, item.action, item.trigger, delay=CAPPED_PAUSE)
+            return None
         reason: str | None = "Crashed"
         try:
-            not_before, reason = self._run(item)
+            not_before, reason = self._run(item, cluster)
         finally:
-            self.gate.result(item, reason)
+            self._leave(cluster)
+            ceph_down = reason == "CephUnavailable"
+            self.gate.result(item, None if ceph_down else reason)
+            gate.result(item, reason)
         return not_before
 
-    def _run(self, item: Item[CredentialRef]) -> tuple[float | None, str | None]:
+    def _enter(self, cluster: str) -> bool:
+        """Count a reconcile in ``cluster``; False when the cluster is at its cap."""
+        with self._running_lock:
+            running = self._in_cluster.get(cluster, 0)
+            if self.cluster_cap and self.clusters_in_use > 1 and running >= self.cluster_cap:
+                return False
+            self._in_cluster[cluster] = running + 1
+        self.metrics.cluster_in_flight.labels(cluster).inc()
+        return True
+
+    def _leave(self, cluster: str) -> None:
+        with self._running_lock:
+            running = self._in_cluster.get(cluster, 1) - 1
+            if running > 0:
+                self._in_cluster[cluster] = running
+            else:
+                self._in_cluster.pop(cluster, None)
+        self.metrics.cluster_in_flight.labels(cluster).dec()
+
+    def _run(self, item: Item[CredentialRef], cluster: str) -> tuple[float | None, str | None]:
         """Work ``item``; when it may run again, and the reason it failed (None: it did not)."""
         ref = item.key
         self._count_running(ref, +1)
@@ -130,6 +200,7 @@ class Workers:
         finally:
             self.metrics.in_flight.dec()
             self._count_running(ref, -1)
+        self.metrics.cluster_rotations.labels(cluster, outcome.result).inc()
         not_before = self._record(item, outcome, time.monotonic() - started)
         return not_before, None if outcome.ok else outcome.reason
 
