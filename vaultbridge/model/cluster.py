@@ -282,6 +282,14 @@ def _check_key(key: Sensitive, where: str) -> None:
         raise ClusterConfigError("ClusterSecretMalformed", f"{where} is not a cephx key")
 
 
+MSGR2_PORT: Final = "3300"
+
+
 def rook_mon_host(mons: tuple[tuple[str, str], ...]) -> str:
-    """``mon_host`` for Rook's listed mons (librados tries msgr2 and msgr1 on each)."""
-    return ",".join(address for _, address in mons)
+    """``mon_host`` for Rook's listed mons. Rook lists msgr2 mons on port 3300 and msgr1 mons
+    on any other (6789 by default); the protocol is spelled out, because librados reads a bare
+    address on another port as msgr2 and then waits instead of failing on a refused key."""
+    return ",".join(
+        f"{'v2' if _split_host_port(address)[1] == MSGR2_PORT else 'v1'}:{address}"
+        for _, address in mons
+    )

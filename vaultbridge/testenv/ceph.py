@@ -247,6 +247,54 @@ class CephCluster:
                 timeout=READY_TIMEOUT,
             )
 
+    def move_mon(self, mon_id: str, ports: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Give mon ``mon_id`` a new address, as when Rook fails a mon over to a new one: stop
+        it, rewrite its monmap (``--extract-monmap``, ``monmaptool --rm`` and ``--addv``,
+        ``--inject-monmap``), and start it on the new ports. One-mon clusters only (the other
+        mons would still hold the old address). Returns the new (msgr2, msgr1) ports."""
+        if self.mon_ids != [mon_id]:
+            raise TestenvError(f"ceph: move_mon needs a one-mon cluster, not {self.mon_ids}")
+        new = ports or _mon_ports([mon_id], None)[mon_id]
+        self.stop_mon(mon_id, wait_quorum=False)
+        monmap = self.workdir / f"monmap.{mon_id}.moved"
+        conf = str(self.conf)
+        release = self.mon_releases.get(mon_id)
+        _run(
+            self.command(
+                "ceph-mon",
+                "-i",
+                mon_id,
+                "-c",
+                conf,
+                "--extract-monmap",
+                str(monmap),
+                release=release,
+            ),
+            "ceph-mon --extract-monmap",
+        )
+        _run(self.command("monmaptool", "--rm", mon_id, str(monmap)), "monmaptool --rm")
+        _run(
+            self.command("monmaptool", "--addv", mon_id, _addrvec(new), str(monmap)),
+            "monmaptool --addv",
+        )
+        _run(
+            self.command(
+                "ceph-mon",
+                "-i",
+                mon_id,
+                "-c",
+                conf,
+                "--inject-monmap",
+                str(monmap),
+                release=release,
+            ),
+            "ceph-mon --inject-monmap",
+        )
+        self.mon_ports[mon_id] = new
+        _write_conf(self.conf, self.workdir, self.fsid, self.mon_host, self.admin_keyring)
+        self.start_mon(mon_id)
+        return new
+
     def _find_mon_pid(self, mon_id: str) -> int | None:
         for pid in processes_mentioning(str(self.conf)):
             try:
