@@ -55,29 +55,8 @@ class Controller:
         self.index = CredentialIndex()
         engine.claim_from(self.index.credential)
         self.queue: WorkQueue[CredentialRef] = WorkQueue()
-        workers = settings.controller.max_concurrent_rotations
-        self.workers = Workers(
-            engine,
-            self.queue,
-            metrics,
-            leadership,
-            settings.controller.min_interval,
-            cluster_of=self.index.cluster_key_of,
-            cluster_cap=settings.ceph.max_in_flight_per_cluster or max(1, workers // 2),
-        )
-        self.clusters = (
-            None
-            if clusters is None
-            else ClusterFollower(
-                registry=clusters,
-                objects=NamedObjects(kube),
-                index=self.index,
-                workers=self.workers,
-                events=engine.events,
-                metrics=metrics,
-                leadership=leadership,
-            )
-        )
+        self.workers = self._workers()
+        self.clusters = None if clusters is None else self._follower(clusters, kube)
         self.triggers = Triggers(
             settings=settings,
             index=self.index,
@@ -113,6 +92,30 @@ class Controller:
         self.metrics.track_credentials(self.index.samples)
         self._threads: list[threading.Thread] = []
         self.http: HttpServer | None = None
+
+    def _workers(self) -> Workers:
+        settings = self.settings
+        workers = settings.controller.max_concurrent_rotations
+        return Workers(
+            self.engine,
+            self.queue,
+            self.metrics,
+            self.leadership,
+            settings.controller.min_interval,
+            cluster_of=self.index.cluster_key_of,
+            cluster_cap=settings.ceph.max_in_flight_per_cluster or max(1, workers // 2),
+        )
+
+    def _follower(self, clusters: ClusterRegistry, kube: KubeClient) -> ClusterFollower:
+        return ClusterFollower(
+            registry=clusters,
+            objects=NamedObjects(kube),
+            index=self.index,
+            workers=self.workers,
+            events=self.engine.events,
+            metrics=self.metrics,
+            leadership=self.leadership,
+        )
 
     def _catch_up_with_vault(self) -> None:
         # a credential queued or in flight reads Vault's latest version when it runs

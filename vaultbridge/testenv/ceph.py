@@ -256,40 +256,15 @@ class CephCluster:
             raise TestenvError(f"ceph: move_mon needs a one-mon cluster, not {self.mon_ids}")
         new = ports or _mon_ports([mon_id], None)[mon_id]
         self.stop_mon(mon_id, wait_quorum=False)
-        monmap = self.workdir / f"monmap.{mon_id}.moved"
-        conf = str(self.conf)
-        release = self.mon_releases.get(mon_id)
-        _run(
-            self.command(
-                "ceph-mon",
-                "-i",
-                mon_id,
-                "-c",
-                conf,
-                "--extract-monmap",
-                str(monmap),
-                release=release,
-            ),
-            "ceph-mon --extract-monmap",
-        )
-        _run(self.command("monmaptool", "--rm", mon_id, str(monmap)), "monmaptool --rm")
-        _run(
-            self.command("monmaptool", "--addv", mon_id, _addrvec(new), str(monmap)),
-            "monmaptool --addv",
-        )
-        _run(
-            self.command(
-                "ceph-mon",
-                "-i",
-                mon_id,
-                "-c",
-                conf,
-                "--inject-monmap",
-                str(monmap),
-                release=release,
-            ),
-            "ceph-mon --inject-monmap",
-        )
+        monmap, conf = str(self.workdir / f"monmap.{mon_id}.moved"), str(self.conf)
+        mon = ["ceph-mon", "-i", mon_id, "-c", conf]
+        for argv, release in (
+            ([*mon, "--extract-monmap", monmap], self.mon_releases.get(mon_id)),
+            (["monmaptool", "--rm", mon_id, monmap], None),
+            (["monmaptool", "--addv", mon_id, _addrvec(new), monmap], None),
+            ([*mon, "--inject-monmap", monmap], self.mon_releases.get(mon_id)),
+        ):
+            _run(self.command(*argv, release=release), " ".join(argv[:3]))
         self.mon_ports[mon_id] = new
         _write_conf(self.conf, self.workdir, self.fsid, self.mon_host, self.admin_keyring)
         self.start_mon(mon_id)
