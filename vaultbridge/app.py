@@ -15,7 +15,7 @@ from vaultbridge.adapters import (
     KubeSecrets,
     VaultKv,
 )
-from vaultbridge.adapters.clusters import ClusterRegistry, DefaultCluster
+from vaultbridge.adapters.clusters import ClusterRegistry, DefaultCluster, LiveCluster
 from vaultbridge.adapters.kube import credential_from
 from vaultbridge.ceph import (
     CephConnection,
@@ -32,7 +32,7 @@ from vaultbridge.kube import (
     SecretSink,
     WorkloadClient,
 )
-from vaultbridge.model.cluster import DEFAULT_CLUSTER
+from vaultbridge.model.cluster import DEFAULT_CLUSTER, ClusterRef, cluster_key
 from vaultbridge.model.errors import BackendError, PreconditionError
 from vaultbridge.model.spec import (
     CredentialRef,
@@ -86,11 +86,13 @@ class App:
             metadata = raw["metadata"]
             name = f"{metadata['namespace']}/{metadata['name']}"
             status = Status.from_dict(raw.get("status"))
+            cluster = str((raw.get("status") or {}).get("cluster") or "")
             try:
                 spec = parse_spec(raw.get("spec") or {})
                 target = describe_target(spec)
                 compliant = compliance(status, spec.max_age, now, status.observed_generation)
                 compliant_text = compliant.status
+                cluster = cluster_key(spec.cluster)
             except SpecError:
                 target, compliant_text = "invalid spec", "Unknown"
             ready = status.condition(READY)
@@ -98,6 +100,7 @@ class App:
                 {
                     "credential": name,
                     "target": target,
+                    "cluster": cluster,
                     "currentVersion": status.current_version,
                     "previousVersion": status.previous_version,
                     "lastRotationTime": status.last_rotation_time,
@@ -256,6 +259,8 @@ class CheckResult:
 def check(settings: Settings) -> list[CheckResult]:
     """Reach each backend and ask whether vaultbridge may do its job there."""
     results: list[CheckResult] = []
+    items: list[dict[str, Any]] = []
+    kube: KubeClient | None = None
     try:
         kube = KubeClient.from_settings(settings.kube.kubeconfig)
         items = CredentialRotationClient(kube).list(settings.kube.namespaces or None)
@@ -282,21 +287,64 @@ def check(settings: Settings) -> list[CheckResult]:
         )
     except (BackendError, SettingsError) as exc:
         results.append(CheckResult("vault", False, str(exc)))
+    results += _cluster_rows(settings, kube, items)
+    if kube is not None:
+        kube.close()
+    return results
+
+
+def _cluster_rows(
+    settings: Settings, kube: KubeClient | None, items: list[dict[str, Any]]
+) -> list[CheckResult]:
+    """One row per Ceph cluster: the default, then each one a CR's spec.cluster names."""
+    results: list[CheckResult] = []
+    named: dict[str, ClusterRef] = {}
+    uses_default = not items
+    for raw in items:
+        try:
+            ref = parse_spec(raw.get("spec") or {}).cluster
+        except SpecError:
+            continue
+        if ref is not None:
+            named[ref.key] = ref
+        else:
+            uses_default = True
+    if not uses_default and not settings.ceph.conf.exists():
+        results.append(
+            CheckResult("ceph", True, "no default cluster: every credential names its cluster")
+        )
+    else:
+        try:
+            results.append(_check_ceph("ceph", connect_ceph(settings)))
+        except BackendError as exc:
+            results.append(CheckResult("ceph", False, str(exc)))
+    if named and kube is not None:
+        registry = ClusterRegistry(
+            None, NamedObjects(kube), timeout=settings.ceph.timeout, limit=len(named)
+        )
+        for key, ref in sorted(named.items()):
+            try:
+                live = registry.cluster(ref)
+                assert isinstance(live, LiveCluster)
+                results.append(_check_ceph(f"ceph {key}", live.conn))
+            except (BackendError, PreconditionError) as exc:
+                results.append(CheckResult(f"ceph {key}", False, str(exc)))
+        registry.close()
+    return results
+
+
+def _check_ceph(label: str, conn: CephConnection) -> CheckResult:
+    """One cluster's row: connected, what the mons run, what its entity may do."""
     try:
-        conn = connect_ceph(settings)
         release = read_mon_release(conn)
         ConfigStore(conn).dump()
         pending = "pending keys" if release.pending_keys() else release.lacks_pending_keys()
-        results.append(
-            CheckResult(
-                "ceph",
-                True,
-                f"{settings.ceph.user} connected; {release.describe()}; key types "
-                f"{', '.join(release.allowed_key_types)} (preferred "
-                f"{release.preferred_key_type}); {pending}; config dump allowed",
-            )
+        return CheckResult(
+            label,
+            True,
+            f"{conn.user} connected (fsid {conn.fsid()}); {release.describe()}; key types "
+            f"{', '.join(release.allowed_key_types)} (preferred "
+            f"{release.preferred_key_type}); {pending}; config dump allowed",
         )
+    finally:
         conn.close()
-    except BackendError as exc:
-        results.append(CheckResult("ceph", False, str(exc)))
-    return results

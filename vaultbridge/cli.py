@@ -241,7 +241,8 @@ def _age(moment: datetime | None, now: datetime) -> str:
 @click.argument("credential", metavar="[NS/NAME]", required=False, callback=parse_ref)
 @output_option
 def status(credential: CredentialRef | None, output: str) -> None:
-    """Table of credentials: target, versions, age, phase, readiness, compliance."""
+    """Table of credentials: target, Ceph cluster, versions, age, phase, readiness,
+    compliance."""
     with clear_errors():
         app = open_app(vault=False, ceph=False)
         rows = app.status_rows(credential)
@@ -253,6 +254,7 @@ def status(credential: CredentialRef | None, output: str) -> None:
         [
             r["credential"],
             r["target"],
+            r["cluster"],
             r["currentVersion"],
             r["previousVersion"],
             _age(r["lastRotationTime"], now),
@@ -268,6 +270,7 @@ def status(credential: CredentialRef | None, output: str) -> None:
             headers=[
                 "CREDENTIAL",
                 "TARGET",
+                "CLUSTER",
                 "CURRENT",
                 "PREVIOUS",
                 "AGE",
@@ -311,7 +314,10 @@ def history(credential: CredentialRef, output: str) -> None:
 @main.command()
 @output_option
 def check(output: str) -> None:
-    """Can vaultbridge reach Vault, Kubernetes and Ceph, and is it allowed to do its job?"""
+    """Can vaultbridge reach Vault, Kubernetes and Ceph, and is it allowed to do its job?
+
+    One Ceph row per cluster: the default (VAULTBRIDGE_CEPH__*), then each one a
+    CredentialRotation's spec.cluster names, connected from the objects it names."""
     with clear_errors():
         settings = load_settings()
         configure_logging(cli_log_level())

@@ -5,6 +5,7 @@ and a CR moved to another cluster while its rotation is in flight."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +21,22 @@ from cluster_helpers import (
     rook_cluster,
 )
 from kubernetes import client as k8s
-from rotation_helpers import create_cr, get_cr, read_secret, settled_events, unique, vault_put
+from rotation_helpers import (
+    create_cr,
+    get_cr,
+    read_secret,
+    run_cli,
+    settled_events,
+    unique,
+    vault_put,
+)
+from test_helm_chart import render
 
 import vaultbridge.app as application
+from vaultbridge.adapters.clusters import ClusterRegistry
 from vaultbridge.engine import faults
+from vaultbridge.kube import KubeClient, KubeForbidden, NamedObjects
+from vaultbridge.model.cluster import ClusterRef
 from vaultbridge.model.spec import CredentialRef
 from vaultbridge.testenv.ceph import CephCluster
 from vaultbridge.testenv.env import Environment
@@ -219,3 +232,125 @@ def test_a_cluster_change_mid_rotation_waits_for_the_journal(
     assert outcome.result == "promoted", outcome.message
     assert config_key(west, key) == "moving-v1"
     assert get_cr(api, ns, "move")["status"]["cluster"].startswith("external:")
+
+
+def test_policy_render_grants_exactly_the_named_objects_and_per_cluster_caps(
+    testenv: Environment,
+    api: k8s.ApiClient,
+    ns: str,
+    clusters: dict[str, CephCluster],
+    tmp_path: Path,
+) -> None:
+    """`policy render` names each cluster's objects; the chart's Role made from them lets a
+    ServiceAccount read, list and watch exactly those (and connect), nothing else."""
+    east = clusters["east"]
+    cluster = rook_cluster(api, ns, east, secret="vb-ceph")
+    put_config_map(api, ns, "unrelated", {"data": "x"})
+    put_secret(api, ns, "unrelated", {"token": "x"})
+    path, key = unique("ceph/pol"), f"vaultbridge/pol/{unique('k')}"
+    create_cr(api, ns, "pol", config_key_spec(path, key, cluster))
+    create_cr(api, ns, "pol-default", config_key_spec(unique("ceph/pd"), "vaultbridge/pd", None))
+    done = run_cli(testenv, "policy", "render", "--output", "json", "--namespace", ns)
+    assert done.returncode == 0, done.stderr
+    rendered = json.loads(done.stdout)
+    objects = rendered["rbac"]["rbac"]["cephClusterObjects"]
+    assert objects == [
+        {"namespace": ns, "configMaps": ["rook-ceph-mon-endpoints"], "secrets": ["vb-ceph"]}
+    ]
+    per_cluster = rendered["ceph"]["clusters"]
+    rook_key = f"rook:{ns}/rook-ceph-mon-endpoints/vb-ceph"
+    assert set(per_cluster) == {"default", rook_key}
+    assert key in per_cluster[rook_key]["caps"]["mon"]
+    assert key not in per_cluster["default"]["caps"]["mon"]
+    script = run_cli(testenv, "policy", "render", "--kind", "ceph", "--namespace", ns)
+    assert f"# ==== cluster {rook_key}" in script.stdout
+    assert f"Secret {ns}/vb-ceph" in script.stdout
+
+    # the chart's Role from those values, bound to a ServiceAccount
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"rbac": {"cephClusterObjects": objects}}))
+    docs = render(testenv, "-f", str(values), "--set", f"watchNamespaces={{{ns}}}", namespace=ns)
+    role = next(
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-ceph-cluster")
+    )
+    binding = next(
+        d
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-ceph-cluster")
+    )
+    rbac = k8s.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(ns, role)
+    rbac.create_namespaced_role_binding(ns, binding)
+    sa = binding["subjects"][0]["name"]
+    k8s.CoreV1Api(api).create_namespaced_service_account(
+        ns, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=sa))
+    )
+    token = (
+        k8s.CoreV1Api(api)
+        .create_namespaced_service_account_token(
+            sa, ns, k8s.AuthenticationV1TokenRequest(spec=k8s.V1TokenRequestSpec(audiences=[]))
+        )
+        .status.token
+    )
+    kube = KubeClient.from_token(testenv.kube.server, token, ca_cert=str(testenv.kube.ca_cert))
+    named = NamedObjects(kube)
+    try:
+        assert named.config_map(ns, "rook-ceph-mon-endpoints") is not None
+        assert named.secret(ns, "vb-ceph") is not None
+        named.version("ConfigMap", ns, "rook-ceph-mon-endpoints")
+        next(iter(named.watch("Secret", ns, "vb-ceph", None, timeout_seconds=2)), None)
+        for read in (
+            lambda: named.config_map(ns, "unrelated"),
+            lambda: named.secret(ns, "unrelated"),
+            lambda: named.version("Secret", ns, "unrelated"),
+        ):
+            with pytest.raises(KubeForbidden):
+                read()
+        registry = ClusterRegistry(None, named)
+        ref = ClusterRef.from_key(rook_key)
+        assert ref is not None
+        assert registry.cluster(ref).fsid() == east.fsid
+        registry.close()
+    finally:
+        kube.close()
+
+
+def test_status_and_check_show_each_cluster(
+    testenv: Environment,
+    api: k8s.ApiClient,
+    ns: str,
+    app: application.App,
+    clusters: dict[str, CephCluster],
+) -> None:
+    east, west = clusters["east"], clusters["west"]
+    path = unique("ceph/cli")
+    vault_put(testenv, path, {"value": "cli-v1"})
+    create_cr(api, ns, "in-east", config_key_spec(path, unique("k"), rook_cluster(api, ns, east)))
+    create_cr(
+        api, ns, "in-west", config_key_spec(path, unique("k"), external_cluster(api, ns, west))
+    )
+    for name in ("in-east", "in-west"):
+        assert app.engine.sync(CredentialRef(ns, name)).result == "promoted"
+    shown = run_cli(testenv, "status", "--output", "json", VAULTBRIDGE_KUBE__NAMESPACES=ns)
+    assert shown.returncode == 0, shown.stderr
+    rows = {row["credential"]: row["cluster"] for row in json.loads(shown.stdout)}
+    assert rows == {
+        f"{ns}/in-east": f"rook:{ns}/rook-ceph-mon-endpoints/rook-ceph-mon",
+        f"{ns}/in-west": f"external:{ns}/ceph-ext/ceph-ext",
+    }
+    table = run_cli(testenv, "status", VAULTBRIDGE_KUBE__NAMESPACES=ns).stdout
+    assert "CLUSTER" in table.splitlines()[0]
+    checked = run_cli(testenv, "check", "--output", "json", VAULTBRIDGE_KUBE__NAMESPACES=ns)
+    results = {row["backend"]: row for row in json.loads(checked.stdout)}
+    rook_row = results[f"ceph rook:{ns}/rook-ceph-mon-endpoints/rook-ceph-mon"]
+    assert rook_row["ok"] and east.fsid in rook_row["detail"]
+    external_row = results[f"ceph external:{ns}/ceph-ext/ceph-ext"]
+    assert external_row["ok"] and west.fsid in external_row["detail"]
+    # a cluster that cannot be reached is its own failing row, naming the object
+    put_config_map(api, ns, "rook-ceph-mon-endpoints", {"data": "a=127.0.0.1:1"})
+    checked = run_cli(testenv, "check", "--output", "json", VAULTBRIDGE_KUBE__NAMESPACES=ns)
+    assert checked.returncode == 1
+    results = {row["backend"]: row for row in json.loads(checked.stdout)}
+    assert not results[f"ceph rook:{ns}/rook-ceph-mon-endpoints/rook-ceph-mon"]["ok"]
+    assert results[f"ceph external:{ns}/ceph-ext/ceph-ext"]["ok"]
+    assert results["ceph"]["ok"]

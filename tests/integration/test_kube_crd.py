@@ -242,6 +242,7 @@ def test_kubectl_shows_printer_columns(
             "phase": "Verified",
             "currentVersion": 7,
             "targetDescription": "client.rgw.my-store/rgw_keystone_admin_password",
+            "cluster": "default",
             "conditions": [
                 {
                     "type": "Ready",
@@ -270,10 +271,11 @@ def test_kubectl_shows_printer_columns(
         timeout=60,
     ).stdout
     header, row = out.splitlines()[:2]
-    assert header.split() == ["NAME", "TARGET", "CURRENT", "PHASE", "READY", "AGE"]
-    assert row.split()[:5] == [
+    assert header.split() == ["NAME", "TARGET", "CLUSTER", "CURRENT", "PHASE", "READY", "AGE"]
+    assert row.split()[:6] == [
         "shown",
         "client.rgw.my-store/rgw_keystone_admin_password",
+        "default",
         "7",
         "Verified",
         "True",

@@ -35,6 +35,11 @@ from typing import Any, Final
 
 import yaml
 
+from vaultbridge.access_policies.clusters import (
+    by_cluster,
+    cluster_object_rules,
+    per_cluster_script,
+)
 from vaultbridge.model.spec import (
     ROLLOUT_PLURALS,
     CephxTarget,
@@ -401,6 +406,7 @@ def rbac_values(credentials: Sequence[Credential], plural_of: Mapping[str, str])
                 {"resources": [plural], "resourceNames": sorted(names)}
                 for plural, names in sorted(rollouts.items())
             ],
+            "cephClusterObjects": cluster_object_rules(credentials),
         },
     }
 
@@ -421,6 +427,10 @@ def render_all(
             "entity": options.ceph_user,
             "caps": ceph_caps(credentials),
             "inPlaceNeedsAdmin": [str(c.ref) for c in in_place_credentials(credentials)],
+            "clusters": {
+                key: {"caps": ceph_caps(group), "credentials": [str(c.ref) for c in group]}
+                for key, group in by_cluster(credentials).items()
+            },
         },
         "rbac": rbac_values(credentials, plural_of or {}),
         "credentials": [str(c.ref) for c in credentials],
@@ -439,7 +449,7 @@ def render_text(
     if kind == "kubernetes":
         return json.dumps(kubernetes_auth_role(options), indent=2) + "\n"
     if kind == "ceph":
-        return ceph_script(credentials, options)
+        return per_cluster_script(credentials, lambda group: ceph_script(group, options))
     if kind == "rbac":
         return yaml.safe_dump(rbac_values(credentials, plural_of or {}), sort_keys=False)
     if kind != "all":
