@@ -395,7 +395,7 @@ def rbac_values(credentials: Sequence[Credential], plural_of: Mapping[str, str])
     for credential in credentials:
         for target in credential.spec.rollout_restart_targets:
             rollouts.setdefault(ROLLOUT_PLURALS[target.kind], set()).add(target.name)
-    return {
+    values: dict[str, Any] = {
         "watchNamespaces": namespaces,
         "rbac": {
             "extraOwnerRules": [
@@ -406,9 +406,12 @@ def rbac_values(credentials: Sequence[Credential], plural_of: Mapping[str, str])
                 {"resources": [plural], "resourceNames": sorted(names)}
                 for plural, names in sorted(rollouts.items())
             ],
-            "cephClusterObjects": cluster_object_rules(credentials),
         },
     }
+    objects = cluster_object_rules(credentials)
+    if objects:  # only when some credential names its cluster
+        values["rbac"]["cephClusterObjects"] = objects
+    return values
 
 
 # -- everything -------------------------------------------------------------------------------
