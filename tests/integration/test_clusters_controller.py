@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cluster_helpers import (
+    admin_key,
     config_key,
     config_key_spec,
     external_cluster,
@@ -114,6 +115,11 @@ def test_a_rook_mon_moved_while_the_controller_runs(
         wait_for(lambda: at_version(api, ns, name, version), "a rotation after the move")
         assert config_key(mover, key) == f"{name}-v3"
         assert secret_value(api, ns, spec["secret"]["name"]) == f"{name}-v3"
+        # the cluster's key never shows: not in the log, the metrics, the Events or the status
+        secret = admin_key(mover)
+        shown = [controller.output(), controller.metrics(), str(get_cr(api, ns, name)["status"])]
+        shown += [e["note"] for e in events_for(api, ns, name)]
+        assert not [text for text in shown if secret in text]
 
 
 def test_one_cluster_down_does_not_hold_another(
