@@ -12,6 +12,7 @@ SUITES = [
     "tests/integration/test_ceph_adapter.py",  # the adapter, key formats, canaries, mons down
     "tests/integration/test_cephx_rotation.py",  # alternate, in-place, adoption, drift, kill -9
     "tests/integration/test_rotation_engine.py",  # config and config-key, the list target
+    "tests/integration/test_clusters.py",  # spec.cluster: Rook and external clusters, bad objects
 ]
 
 

@@ -151,6 +151,17 @@ def test_one_cluster_down_does_not_hold_another(
             assert get_cr(api, ns, name)["status"]["currentVersion"] == 1
         north_key = f"rook:{ns}/rook-ceph-mon-endpoints/rook-ceph-mon"
         south_key = f"external:{ns}/ceph-ext/ceph-ext"
+        wait_for(
+            lambda: labelled(
+                controller.metrics(),
+                "vaultbridge_ceph_cluster_rotations_total",
+                cluster=north_key,
+                result="failed",
+            ),
+            "a failure in north counted",
+        )
+        for name, *_ in in_north:  # still down: nothing of north was promoted
+            assert get_cr(api, ns, name)["status"]["currentVersion"] == 1
         metrics = controller.metrics()
         assert (
             labelled(
@@ -176,3 +187,12 @@ def test_one_cluster_down_does_not_hold_another(
                 timeout=180,
             )
             assert config_key(north, key) == f"{name}-v2"
+
+        # no CR names north any more: its connection is closed (the default stays open)
+        assert controller.metric("vaultbridge_ceph_clusters") == 3
+        for name, *_ in in_north:
+            k8s.CustomObjectsApi(api).delete_namespaced_custom_object(
+                "vaultbridge.io", "v1alpha1", ns, "credentialrotations", name
+            )
+        wait_for(lambda: controller.metric("vaultbridge_ceph_clusters") == 2, "north closed")
+        assert "closed the connections of " + north_key in controller.output()

@@ -91,16 +91,6 @@ def _options(spec: ClusterConnectionSpec) -> dict[str, str]:
     return {**dict(spec.options), "mon_host": spec.mon_host}
 
 
-class _Identity:
-    """A cluster's fsid, as a port of its own (so asking for it is counted)."""
-
-    def __init__(self, conn: CephConnection) -> None:
-        self.conn = conn
-
-    def fsid(self) -> str:
-        return self.conn.fsid()
-
-
 class DefaultCluster:
     """The settings' cluster (``VAULTBRIDGE_CEPH__*``) as a :class:`CephCluster`."""
 
@@ -111,10 +101,9 @@ class DefaultCluster:
         self.ceph = wrap(CephMon(conn), self.name)
         self.cephx = CephxMon(conn)
         self.listing = wrap(CephListings(conn), self.name)
-        self.identity = wrap(_Identity(conn), self.name)
 
     def fsid(self) -> str | None:
-        return str(self.identity.fsid())
+        return self.conn.known_fsid()
 
 
 class LiveCluster:
@@ -143,7 +132,6 @@ class LiveCluster:
         self._ceph = wrap(CephMon(self.conn), self._name)
         self._cephx = CephxMon(self.conn)
         self._listing = wrap(CephListings(self.conn), self._name)
-        self._identity = wrap(_Identity(self.conn), self._name)
 
     @property
     def name(self) -> str:
@@ -162,7 +150,7 @@ class LiveCluster:
         return self._listing
 
     def fsid(self) -> str | None:
-        return str(self._identity.fsid())
+        return self.conn.known_fsid()
 
     def retarget(self, spec: ClusterConnectionSpec) -> None:
         self.spec = spec

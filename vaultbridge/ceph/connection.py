@@ -227,6 +227,11 @@ class CephConnection:
             expect_fsid=expect,
         )
 
+    def known_fsid(self) -> str | None:
+        """The fsid known without a request: the mons' answer on the current handle, else the
+        one this connection is pinned to (None: neither)."""
+        return self._fsid or self.expect_fsid
+
     def retarget(
         self,
         options: Mapping[str, str],

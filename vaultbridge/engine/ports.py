@@ -263,7 +263,8 @@ class CephCluster(Protocol):
     def listing(self) -> CephListing | None: ...
 
     def fsid(self) -> str | None:
-        """The fsid its mons answer with (None: not known, e.g. the in-memory cluster)."""
+        """Its fsid as known without a request: what its mons last answered with, else what
+        its objects declare (None: not known yet; the in-memory cluster)."""
         ...
 
 
