@@ -12,7 +12,7 @@ from vaultbridge.controller.work import Workers
 from vaultbridge.engine.outcome import Outcome
 from vaultbridge.model.spec import CredentialRef
 from vaultbridge.observability.metrics import Metrics
-from vaultbridge.triggers.workqueue import WorkQueue
+from vaultbridge.triggers.workqueue import Item, WorkQueue
 
 REF = CredentialRef("apps", "app")
 
@@ -71,3 +71,38 @@ def test_a_failure_is_retried_after_its_backoff() -> None:
     clock.now += 2
     item = queue.get(timeout=0)
     assert item is not None and item.trigger == "retry"
+
+
+def test_a_cluster_at_its_cap_parks_work_until_one_of_its_reconciles_finishes() -> None:
+    """With several clusters in use, one cluster never takes more than its cap of the workers;
+    what waits is parked (no polling) and queued again as that cluster's reconciles finish."""
+    queue: WorkQueue[CredentialRef] = WorkQueue()
+    clusters = {CredentialRef("a", str(i)): "slow" for i in range(3)}
+    clusters[CredentialRef("b", "0")] = "fast"
+    workers = Workers(
+        cast(Any, OneOutcome(Outcome(REF, "unchanged", 1))),
+        queue,
+        Metrics(),
+        cast(Any, None),
+        0.0,
+        cluster_of=clusters.__getitem__,
+        cluster_cap=1,
+    )
+    workers.clusters_in_use = 2
+    first, second, third = (queue_item(ref) for ref in list(clusters)[:3])
+    assert workers._enter("slow", first)
+    assert not workers._enter("slow", second)  # parked, not queued
+    assert not workers._enter("slow", third)
+    assert queue.get(timeout=0) is None
+    assert workers._enter("fast", queue_item(CredentialRef("b", "0")))  # another cluster runs
+    workers._leave("slow")
+    released = queue.get(timeout=0)
+    assert released is not None and released.key == second.key
+    assert queue.get(timeout=0) is None  # one per finished reconcile
+    workers._leave("slow")
+    workers.clusters_in_use = 1  # one cluster in use: no cap
+    assert workers._enter("slow", first) and workers._enter("slow", second)
+
+
+def queue_item(ref: CredentialRef) -> Item[CredentialRef]:
+    return Item(ref, "reconcile", "watch", 0.0)

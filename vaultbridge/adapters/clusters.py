@@ -208,8 +208,8 @@ class ClusterRegistry:
             return self.default
         with self._lock:
             entry = self._entries.get(ref.key)
-            if entry is None:
-                entry = self._open(ref)
+        if entry is None:
+            entry = self._open(ref)  # the objects are read outside the lock
         if entry.problem is not None:
             raise entry.problem
         assert entry.live is not None
@@ -221,7 +221,9 @@ class ClusterRegistry:
                 "ClusterNotConfigured",
                 f"spec.cluster names {ref}, but this command reads no Kubernetes objects",
             )
-        if len(self._entries) >= self.limit:
+        with self._lock:
+            full = len(self._entries) >= self.limit
+        if full:
             raise PreconditionError(
                 "TooManyClusters",
                 f"spec.cluster names {ref}, but {self.limit} clusters are connected already "
@@ -234,8 +236,11 @@ class ClusterRegistry:
             )
         except ClusterConfigError as exc:
             entry.problem = PreconditionError(exc.reason, str(exc))
-        self._entries[ref.key] = entry
-        return entry
+        with self._lock:
+            found = self._entries.setdefault(ref.key, entry)
+        if found is not entry and entry.live is not None:  # another thread was first
+            entry.live.close()
+        return found
 
     def refresh(self, ref: ClusterRef) -> ClusterChange | None:
         """Read ``ref``'s objects again and follow them (None: nothing that matters changed,

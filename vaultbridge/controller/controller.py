@@ -154,6 +154,7 @@ class Controller:
         self.metrics.leader.set(0)
         self.queue.clear()
         self.queue.close()
+        self.workers.clear_parked()
         self.triggers.stop()
         self.index.clear()
         self.watches.ok.clear()

@@ -31,7 +31,6 @@ def _reason(exc: BaseException) -> str:
 
 ROTATING_RESULTS = frozenset({"promoted", "rolled-back", "failed"})
 IN_FLIGHT_RECHECK = 5.0
-CAPPED_PAUSE = 0.5  # seconds before an item of a cluster at its cap is looked at again
 TRIM_AFTER = 200  # items worked since the last trim, before an idle queue trims the heap
 
 
@@ -53,6 +52,8 @@ class Workers:
         self.cluster_cap = cluster_cap
         self.clusters_in_use = 1
         self._in_cluster: dict[str, int] = {}
+        # items of a cluster at its cap, queued again one by one as its reconciles finish
+        self._parked: dict[str, dict[CredentialRef, Item[CredentialRef]]] = {}
         # the mons of one cluster being down holds that cluster's work only
         self.cluster_gates: dict[str, OutageGate[CredentialRef, Item[CredentialRef]]] = {}
         self.queue = queue
@@ -141,10 +142,9 @@ class Workers:
         gate = self._cluster_gate(cluster)
         if not self.gate.admit(item) or not gate.admit(item):
             return None  # a backend is down: held until it answers (controller/outage.py)
-        if not self._enter(cluster):
+        if not self._enter(cluster, item):
             self.metrics.cluster_deferred.labels(cluster).inc()
-            self.queue.add(item.key, item.action, item.trigger, delay=CAPPED_PAUSE)
-            return None
+            return None  # parked until one of the cluster's reconciles finishes
         reason: str | None = "Crashed"
         try:
             not_before, reason = self._run(item, cluster)
@@ -155,24 +155,39 @@ class Workers:
             gate.result(item, reason)
         return not_before
 
-    def _enter(self, cluster: str) -> bool:
-        """Count a reconcile in ``cluster``; False when the cluster is at its cap."""
+    def _enter(self, cluster: str, item: Item[CredentialRef]) -> bool:
+        """Count a reconcile in ``cluster``; False (``item`` parked) at the cluster's cap."""
         with self._running_lock:
             running = self._in_cluster.get(cluster, 0)
             if self.cluster_cap and self.clusters_in_use > 1 and running >= self.cluster_cap:
+                self._parked.setdefault(cluster, {})[item.key] = item
                 return False
             self._in_cluster[cluster] = running + 1
         self.metrics.cluster_in_flight.labels(cluster).inc()
         return True
 
     def _leave(self, cluster: str) -> None:
+        """A reconcile in ``cluster`` finished: the next parked item of it is queued."""
+        released: Item[CredentialRef] | None = None
         with self._running_lock:
             running = self._in_cluster.get(cluster, 1) - 1
             if running > 0:
                 self._in_cluster[cluster] = running
             else:
                 self._in_cluster.pop(cluster, None)
+            parked = self._parked.get(cluster)
+            if parked:
+                released = parked.pop(next(iter(parked)))
+                if not parked:
+                    del self._parked[cluster]
         self.metrics.cluster_in_flight.labels(cluster).dec()
+        if released is not None:
+            self._requeue([released])
+
+    def clear_parked(self) -> None:
+        """A term ended: what was parked is relisted by the next one."""
+        with self._running_lock:
+            self._parked.clear()
 
     def _run(self, item: Item[CredentialRef], cluster: str) -> tuple[float | None, str | None]:
         """Work ``item``; when it may run again, and the reason it failed (None: it did not)."""

@@ -223,7 +223,7 @@ class Metrics:
         )
         self.cluster_deferred = Counter(
             "vaultbridge_ceph_cluster_deferred_total",
-            "Work items put back because their cluster was at its concurrency cap",
+            "Work items parked because their cluster was at its concurrency cap",
             ["cluster"],
             registry=r,
         )
