@@ -1,12 +1,14 @@
 """Fixtures shared by the rotation tests: a Kubernetes client, a fresh namespace, the app, and
-the fault suite's servers behind fault proxies."""
+the fault suite's servers behind fault proxies, and `vaultbridge run` started on demand."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from controller_helpers import ControllerProcess
 from fault_helpers import Wired, start_wired
 from kubernetes import client as k8s
 from rotation_helpers import api_client, namespace
@@ -36,6 +38,23 @@ def app(testenv: Environment, monkeypatch: pytest.MonkeyPatch) -> Iterator[appli
     built = application.build(load_settings())
     yield built
     built.close()
+
+
+@pytest.fixture
+def start(testenv: Environment, ns: str, tmp_path: Path) -> Iterator[Any]:
+    """Start `vaultbridge run` for ``ns`` (``start(**settings)``), wait until it leads; every
+    one started is stopped at the end."""
+    started: list[ControllerProcess] = []
+
+    def run(**settings: str) -> ControllerProcess:
+        controller = ControllerProcess(testenv, ns, tmp_path, **settings)
+        started.append(controller)
+        controller.wait_leader()
+        return controller
+
+    yield run
+    for controller in started:
+        controller.stop()
 
 
 @pytest.fixture(scope="module")

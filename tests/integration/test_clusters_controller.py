@@ -5,7 +5,6 @@ while another keeps rotating."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +19,13 @@ from cluster_helpers import (
     rook_cluster,
     rook_endpoints,
 )
-from controller_helpers import ControllerProcess, at_version, get_cr, labelled, wait_for
+from controller_helpers import at_version, get_cr, labelled, wait_for
 from kubernetes import client as k8s
 from rotation_helpers import create_cr, events_for, read_secret, unique, vault_put
 
 from vaultbridge.testenv.env import Environment
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def start(testenv: Environment, ns: str, tmp_path: Path) -> Iterator[Any]:
-    started: list[ControllerProcess] = []
-
-    def run(**settings: str) -> ControllerProcess:
-        controller = ControllerProcess(testenv, ns, tmp_path, **settings)
-        started.append(controller)
-        controller.wait_leader()
-        return controller
-
-    yield run
-    for controller in started:
-        controller.stop()
 
 
 def secret_value(api: k8s.ApiClient, ns: str, name: str) -> str | None:

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +33,6 @@ from vaultbridge.testenv.env import Environment
 pytestmark = pytest.mark.integration
 
 CANARY = "canary-5b8e2f91-never-print-me"
-
-
-@pytest.fixture
-def start(testenv: Environment, ns: str, tmp_path: Path) -> Iterator[object]:
-    started: list[ControllerProcess] = []
-
-    def run(**settings: str) -> ControllerProcess:
-        controller = ControllerProcess(testenv, ns, tmp_path, **settings)
-        started.append(controller)
-        controller.wait_leader()
-        return controller
-
-    yield run
-    for controller in started:
-        controller.stop()
 
 
 def new_credential(

@@ -128,26 +128,10 @@ class LiveCluster:
             label=f"{ref.key} (Secret {ref.namespace}/{ref.secret})",
             expect_fsid=spec.fsid,
         )
-        self._name = ref.key
-        self._ceph = wrap(CephMon(self.conn), self._name)
-        self._cephx = CephxMon(self.conn)
-        self._listing = wrap(CephListings(self.conn), self._name)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def ceph(self) -> Any:
-        return self._ceph
-
-    @property
-    def cephx(self) -> CephxMon:
-        return self._cephx
-
-    @property
-    def listing(self) -> Any:
-        return self._listing
+        self.name = ref.key
+        self.ceph = wrap(CephMon(self.conn), self.name)
+        self.cephx = CephxMon(self.conn)
+        self.listing = wrap(CephListings(self.conn), self.name)
 
     def fsid(self) -> str | None:
         return self.conn.known_fsid()
