@@ -151,7 +151,7 @@ class ClusterFollower:
             return None
         self.changes.append(change)
         del self.changes[:-50]
-        log.info("cluster %s: %s", change.cluster, change.message)
+        log.info("%s", change.message)  # the message names the cluster
         if change.kind == "moved":
             self.metrics.mon_moves.labels(change.cluster).inc()
         self.metrics.cluster_problems.labels(change.cluster).set(
