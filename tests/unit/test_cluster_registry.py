@@ -44,22 +44,22 @@ def wrapped(**data: str) -> dict[str, Sensitive]:
 
 
 def test_rook_endpoints_in_rooks_format() -> None:
-    mons = parse_rook_endpoints("a=10.0.0.1:6789,b=10.0.0.2:3300,c=[fd00::3]:6789", "cm")
-    assert mons == (("a", "10.0.0.1:6789"), ("b", "10.0.0.2:3300"), ("c", "[fd00::3]:6789"))
-    assert rook_mon_host(mons) == "v1:10.0.0.1:6789,v2:10.0.0.2:3300,v1:[fd00::3]:6789"
+    mons = parse_rook_endpoints("a=127.0.0.1:6789,b=127.0.0.2:3300,c=[::1]:6789", "cm")
+    assert mons == (("a", "127.0.0.1:6789"), ("b", "127.0.0.2:3300"), ("c", "[::1]:6789"))
+    assert rook_mon_host(mons) == "v1:127.0.0.1:6789,v2:127.0.0.2:3300,v1:[::1]:6789"
 
 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
         ("", "empty"),
-        ("10.0.0.1:6789", "entry 1 is not NAME=ADDRESS:PORT"),
+        ("127.0.0.1:6789", "entry 1 is not NAME=ADDRESS:PORT"),
         ("a=mon-a.local:6789", "is not IP:PORT"),
-        ("a=10.0.0.1", "is not IP:PORT"),
-        ("a=10.0.0.1:0", "port of"),
-        ("a=10.0.0.1:70000", "port of"),
-        ("a=10.0.0.1:6789,a=10.0.0.2:6789", "listed twice"),
-        ("a=10.0.0.1:6789,,", "entry 2"),
+        ("a=127.0.0.1", "is not IP:PORT"),
+        ("a=127.0.0.1:0", "port of"),
+        ("a=127.0.0.1:70000", "port of"),
+        ("a=127.0.0.1:6789,a=127.0.0.2:6789", "listed twice"),
+        ("a=127.0.0.1:6789,,", "entry 2"),
     ],
 )
 def test_malformed_endpoints_say_where(text: str, says: str) -> None:
@@ -106,8 +106,8 @@ def test_bad_rook_secrets_never_echo_a_value(data: dict[str, str], says: str) ->
 def test_keyring_and_ceph_conf() -> None:
     user, key = parse_keyring(wrapped(keyring=f"[client.vb]\n\tkey = {KEY}\n\tcaps mon = x\n"), "s")
     assert (user, key.reveal()) == ("client.vb", KEY)
-    conf = f"[global]\nfsid = {FSID}\nmon host = [v2:10.0.0.1:3300]\nms bind ipv6 = false\n"
-    assert parse_ceph_conf(conf, "c") == ("[v2:10.0.0.1:3300]", FSID, (("ms_bind_ipv6", "false"),))
+    conf = f"[global]\nfsid = {FSID}\nmon host = [v2:127.0.0.1:3300]\nms bind ipv6 = false\n"
+    assert parse_ceph_conf(conf, "c") == ("[v2:127.0.0.1:3300]", FSID, (("ms_bind_ipv6", "false"),))
     for bad, says in (
         ("[global]\nfsid = " + FSID + "\n", "no mon_host"),
         ("[global]\nmon host = x\nkey = " + KEY + "\n", "the key belongs in the Secret"),
@@ -167,7 +167,7 @@ class Objects:
         return self.secrets.get((namespace, name))
 
 
-def rook_objects(endpoints: str = "a=10.0.0.1:6789", key: str = KEY, fsid: str = FSID) -> Objects:
+def rook_objects(endpoints: str = "a=127.0.0.1:6789", key: str = KEY, fsid: str = FSID) -> Objects:
     objects = Objects()
     objects.maps[("rook-ceph", "rook-ceph-mon-endpoints")] = {"data": endpoints}
     objects.secrets[("rook-ceph", "vb-ceph")] = wrapped(fsid=fsid, **{"admin-secret": key})
@@ -182,7 +182,7 @@ def test_read_connection_names_the_missing_object() -> None:
     with pytest.raises(ClusterConfigError, match="Secret rook-ceph/vb-ceph does not exist"):
         read_connection(ROOK, objects)
     spec = read_connection(ROOK, rook_objects())
-    assert (spec.mon_host, spec.user, spec.fsid) == ("v1:10.0.0.1:6789", "client.admin", FSID)
+    assert (spec.mon_host, spec.user, spec.fsid) == ("v1:127.0.0.1:6789", "client.admin", FSID)
 
 
 def test_refresh_tells_what_changed() -> None:
@@ -191,11 +191,11 @@ def test_refresh_tells_what_changed() -> None:
     live = registry.cluster(ROOK)
     assert live is registry.cluster(ROOK)  # one connection per cluster
     assert registry.refresh(ROOK) is None
-    objects.maps[("rook-ceph", "rook-ceph-mon-endpoints")] = {"data": "b=10.0.0.9:6789"}
+    objects.maps[("rook-ceph", "rook-ceph-mon-endpoints")] = {"data": "b=127.0.0.9:6789"}
     moved = registry.refresh(ROOK)
     assert moved is not None and moved.kind == "moved"
-    assert "v1:10.0.0.9:6789" in moved.message
-    assert live.conn.options["mon_host"] == "v1:10.0.0.9:6789"  # type: ignore[attr-defined]
+    assert "v1:127.0.0.9:6789" in moved.message
+    assert live.conn.options["mon_host"] == "v1:127.0.0.9:6789"  # type: ignore[attr-defined]
     objects.secrets[("rook-ceph", "vb-ceph")] = wrapped(fsid=FSID, **{"admin-secret": OTHER_KEY})
     changed = registry.refresh(ROOK)
     assert changed is not None and changed.kind == "credentials"
@@ -207,7 +207,7 @@ def test_refresh_tells_what_changed() -> None:
     with pytest.raises(PreconditionError) as caught:
         registry.cluster(ROOK)
     assert caught.value.reason == "MonEndpointsMalformed"
-    objects.maps[("rook-ceph", "rook-ceph-mon-endpoints")] = {"data": "b=10.0.0.9:6789"}
+    objects.maps[("rook-ceph", "rook-ceph-mon-endpoints")] = {"data": "b=127.0.0.9:6789"}
     fixed = registry.refresh(ROOK)
     assert fixed is not None and fixed.kind == "fixed"
     objects.secrets[("rook-ceph", "vb-ceph")] = wrapped(fsid=OTHER_FSID, **{"admin-secret": KEY})
@@ -220,7 +220,7 @@ def test_refresh_tells_what_changed() -> None:
 def test_the_registry_is_bounded_and_refuses_without_objects() -> None:
     objects = rook_objects()
     other = ClusterRef("rook", "other", "rook-ceph-mon-endpoints", "vb-ceph")
-    objects.maps[("other", "rook-ceph-mon-endpoints")] = {"data": "a=10.0.0.2:6789"}
+    objects.maps[("other", "rook-ceph-mon-endpoints")] = {"data": "a=127.0.0.2:6789"}
     objects.secrets[("other", "vb-ceph")] = wrapped(fsid=FSID, **{"admin-secret": KEY})
     registry = ClusterRegistry(None, objects, limit=1)
     registry.cluster(ROOK)
