@@ -78,7 +78,7 @@ def read_connection(ref: ClusterRef, objects: ClusterObjects) -> ClusterConnecti
             )
         mons = parse_rook_endpoints(text, f"{where_map} key {ROOK_ENDPOINTS_KEY}")
         fsid, user, key = parse_rook_secret(secret, where_secret)
-        return ClusterConnectionSpec(rook_mon_host(mons), user, key, fsid, (), mons)
+        return ClusterConnectionSpec(rook_mon_host(mons), user, key, fsid)
     conf = data.get(CONF_KEY)
     if conf is None:
         raise ClusterConfigError("CephConfMalformed", f"{where_map} has no key {CONF_KEY}")

@@ -75,20 +75,6 @@ class ClusterRef:
             ("Secret", self.namespace, self.secret),
         )
 
-    def to_spec(self) -> dict[str, str]:
-        if self.kind == "rook":
-            body = {"namespace": self.namespace, "secret": self.secret}
-            if self.config_map != ROOK_ENDPOINTS:
-                body["endpoints"] = self.config_map
-            return {"rook": body}  # type: ignore[dict-item]
-        return {
-            "external": {  # type: ignore[dict-item]
-                "namespace": self.namespace,
-                "configMap": self.config_map,
-                "secret": self.secret,
-            }
-        }
-
     @classmethod
     def from_key(cls, key: str | None) -> ClusterRef | None:
         """The ref a ``key`` names (None: the default cluster). ValueError if it names none."""
@@ -118,7 +104,6 @@ class ClusterConnectionSpec:
     key: Sensitive
     fsid: str | None
     options: tuple[tuple[str, str], ...] = ()
-    mons: tuple[tuple[str, str], ...] = ()  # (name, address) as Rook lists them
 
     @property
     def endpoints(self) -> str:
