@@ -25,6 +25,7 @@ from typing import Literal
 from vaultbridge.adapters.clusters import ClusterChange, ClusterRegistry
 from vaultbridge.controller.index import CredentialIndex
 from vaultbridge.controller.leadership import Leadership
+from vaultbridge.controller.outage import probe_delay
 from vaultbridge.controller.work import Workers
 from vaultbridge.engine.ports import EventRecorder
 from vaultbridge.kube import KubeWatchExpired, NamedObjects
@@ -64,7 +65,6 @@ class ClusterFollower:
         self.workers, self.events, self.metrics = workers, events, metrics
         self.leadership = leadership
         self._watching: dict[str, threading.Event] = {}  # cluster key -> stop its watches
-        self.changes: list[ClusterChange] = []  # what the refreshes found, newest last
 
     def loop(self, epoch: int) -> None:
         """A term's following: start and stop watches as clusters come into and out of use."""
@@ -127,8 +127,7 @@ class ClusterFollower:
             except BackendError as exc:
                 failures += 1
                 version = None
-                pause = min(WATCH_PAUSE_CAP, WATCH_PAUSE * 2 ** min(failures - 1, 8))
-                pause *= 0.5 + random.random() / 2
+                pause = probe_delay(failures - 1, random.random(), WATCH_PAUSE, WATCH_PAUSE_CAP)
                 log.warning(
                     "watch of %s %s/%s failed (%s); again in %.1f s",
                     kind,
@@ -149,8 +148,6 @@ class ClusterFollower:
             return None
         if change is None:
             return None
-        self.changes.append(change)
-        del self.changes[:-50]
         log.info("%s", change.message)  # the message names the cluster
         if change.kind == "moved":
             self.metrics.mon_moves.labels(change.cluster).inc()
